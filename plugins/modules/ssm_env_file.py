@@ -1,0 +1,297 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: llmstack.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: ssm_env_file
+short_description: Write AWS SSM Parameter Store parameters to a Docker env file
+version_added: 0.1.0
+description:
+  - Reads parameters from AWS SSM Parameter Store, by path and/or by name, and writes them
+    as a literal env file that C(docker run --env-file) reads back with exactly the same values.
+  - Runs on the target host, so secrets go from SSM to the host without passing through the
+    controller. It also works with C(delegate_to=localhost).
+  - Parameter values are never returned, logged or shown in a diff. The diff lists the keys
+    that would be added, removed or changed.
+  - Keys are sorted and the file is written atomically (temp file in the same folder, then a
+    rename), so the content and its O(checksum) are deterministic.
+author:
+  - llmstack.deploy contributors
+options:
+  path:
+    description: The env file to write. Its folder must exist.
+    type: path
+    required: true
+  paths:
+    description:
+      - SSM paths to read with GetParametersByPath. A later path overrides an earlier one,
+        key by key.
+    type: list
+    elements: str
+    default: []
+  names:
+    description:
+      - Explicit parameter names, read with GetParameters in batches of 10. They override
+        O(paths). A name that does not exist is an error. Their key is always the last segment.
+    type: list
+    elements: str
+    default: []
+  extra:
+    description:
+      - Extra C(KEY=value) pairs, for example C(IMAGE_TAG). They override O(paths) and O(names).
+      - Meant for values that are not secret; keep secrets in SSM.
+    type: dict
+    default: {}
+  recursive:
+    description: Read O(paths) recursively.
+    type: bool
+    default: true
+  decrypt:
+    description: Decrypt SecureString parameters.
+    type: bool
+    default: true
+  key_mode:
+    description:
+      - How a parameter name becomes an env key. Characters that are not valid in an env name
+        become C(_) and the key is upper-cased.
+      - C(basename) takes the last path segment (C(/app/production/db_host) -> C(DB_HOST)).
+      - C(relative) takes the path relative to the entry of O(paths) it came from
+        (C(/app/prod/db/host) under C(/app/prod) -> C(DB_HOST)).
+      - If two parameters map to one key the module fails and names both.
+    type: str
+    choices: [basename, relative]
+    default: basename
+  required_keys:
+    description: Keys that must be present. If any is missing the module fails, names them, and writes nothing.
+    type: list
+    elements: str
+    default: []
+  allow_empty:
+    description: Accept an entry of O(paths) that holds no parameters (otherwise an error).
+    type: bool
+    default: false
+  mode:
+    description: Permissions of the env file, in octal (string such as C('0600') or an octal number).
+    type: raw
+    default: '0600'
+  owner:
+    description: Owner of the env file (name or uid). Defaults to the user running the module.
+    type: str
+  group:
+    description: Group of the env file (name or gid). Defaults to the user's group.
+    type: str
+  region:
+    description: AWS region. Defaults to boto3's chain (C(AWS_REGION), C(AWS_DEFAULT_REGION), the profile).
+    type: str
+    aliases: [aws_region]
+  profile:
+    description: AWS profile from the shared config files.
+    type: str
+    aliases: [aws_profile]
+  endpoint_url:
+    description:
+      - URL of the SSM endpoint, for VPC endpoints or a local stand-in.
+      - Old botocore releases ignore C(AWS_ENDPOINT_URL_SSM), so set it here on such hosts.
+    type: str
+    aliases: [aws_endpoint_url]
+  max_attempts:
+    description:
+      - Attempts per API call when SSM throttles (exponential backoff with jitter), on top
+        of botocore's own adaptive retries.
+    type: int
+    default: 8
+requirements:
+  - boto3 and botocore on the host that runs the module
+notes:
+  - Credentials come from boto3's normal chain (instance profile on EC2, OIDC web identity in
+    GitHub Actions, environment, profile).
+  - The caller needs C(ssm:GetParametersByPath) on O(paths), C(ssm:GetParameters) on O(names),
+    and C(kms:Decrypt) on the KMS keys of SecureString parameters.
+  - Supports check mode and diff mode.
+extends_documentation_fragment: []
+"""
+
+EXAMPLES = r"""
+- name: Write the agent service's env file from SSM
+  llmstack.deploy.ssm_env_file:
+    path: /etc/llmstack/agent_service.env
+    paths:
+      - /llmstack/production/common
+      - /llmstack/production/agent_service
+    extra:
+      IMAGE_TAG: "{{ agent_service_image_tag }}"
+    required_keys: [DB_HOST, DB_PASSWORD]
+    region: eu-west-1
+  register: agent_env
+
+- name: Nested names as keys (/app/prod/db/host -> DB_HOST)
+  llmstack.deploy.ssm_env_file:
+    path: /etc/llmstack/app.env
+    paths: [/app/prod]
+    key_mode: relative
+
+- name: Fetch on the controller instead of the host
+  llmstack.deploy.ssm_env_file:
+    path: /tmp/app.env
+    names: [/app/prod/db_password, /app/prod/api_key]
+  delegate_to: localhost
+
+- name: Set region and endpoint for every llmstack AWS module at once
+  module_defaults:
+    group/llmstack.deploy.aws:
+      region: us-east-1
+      endpoint_url: http://127.0.0.1:5500
+  block:
+    - name: Write the env file
+      llmstack.deploy.ssm_env_file:
+        path: /etc/llmstack/postgres.env
+        paths: [/llmstack/production/postgres]
+"""
+
+RETURN = r"""
+path:
+  description: The env file.
+  returned: always
+  type: str
+  sample: /etc/llmstack/agent_service.env
+keys:
+  description: The keys in the env file, sorted. Never the values.
+  returned: always
+  type: list
+  elements: str
+  sample: [DB_HOST, DB_PASSWORD, IMAGE_TAG]
+checksum:
+  description: SHA-256 of the env file's content. Changes exactly when a key or a value changes.
+  returned: always
+  type: str
+  sample: 3b1f0c1e9b3f8d0c8a5e0f7d7c1b2a3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c
+parameter_count:
+  description: How many SSM parameters were read.
+  returned: always
+  type: int
+  sample: 12
+key_changes:
+  description: Keys added, removed and changed compared with the file on disk.
+  returned: always
+  type: dict
+  sample: {added: [NEW_FLAG], removed: [], changed: [DB_PASSWORD]}
+api_calls:
+  description: SSM API calls made, retries included.
+  returned: always
+  type: int
+  sample: 3
+"""
+
+import grp
+import pwd
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, ssm
+
+
+def _resolve_id(value, lookup, kind):
+    if value is None:
+        return -1
+    if str(value).isdigit():
+        return int(value)
+    try:
+        return lookup(value)[2]
+    except KeyError:
+        raise envfile.EnvFileError("%s %s does not exist on this host" % (kind, value))
+
+
+def _parse_mode(value):
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value), 8)
+    except ValueError:
+        raise envfile.EnvFileError("mode %r is not an octal number such as '0600'" % (value,))
+
+
+def run(module, client):
+    p = module.params
+    if not (p["paths"] or p["names"] or p["extra"]):
+        raise envfile.EnvFileError("nothing to write: set at least one of paths, names or extra")
+    values, count = ssm.collect(
+        client, paths=p["paths"], names=p["names"], recursive=p["recursive"],
+        decrypt=p["decrypt"], key_mode=p["key_mode"], allow_empty=p["allow_empty"])
+    for key, value in p["extra"].items():
+        values[key] = "" if value is None else str(value)
+
+    missing = sorted(set(p["required_keys"]) - set(values))
+    if missing:
+        raise envfile.EnvFileError("required key(s) missing: %s (the env file was not written)" % ", ".join(missing))
+
+    content = envfile.render(values)
+    want = {
+        "mode": _parse_mode(p["mode"]),
+        "uid": _resolve_id(p["owner"], pwd.getpwnam, "owner"),
+        "gid": _resolve_id(p["group"], grp.getgrnam, "group"),
+    }
+    before_content, before_stat = envfile.read(p["path"])
+    before_values = envfile.parse(before_content) if before_content is not None else {}
+    have = envfile.attributes(before_stat) if before_stat else {}
+    attr_changes = dict((k, v) for k, v in want.items() if v != -1 and have.get(k) != v)
+    changes = envfile.key_diff(before_values, values)
+    changed = before_content != content or bool(attr_changes)
+
+    result = dict(changed=changed, path=p["path"], keys=sorted(values), checksum=envfile.checksum(content),
+                  parameter_count=count, key_changes=changes, api_calls=client.calls)
+    if module._diff and changed:
+        def meta(attrs):
+            return dict(("mode", "%04o" % v) if k == "mode" else (k, v) for k, v in attrs.items() if v != -1)
+        result["diff"] = {
+            "before_header": p["path"] if before_content is not None else "%s (absent)" % p["path"],
+            "after_header": p["path"],
+            "before": envfile.redacted_view(before_values, meta=meta(have)) if before_content is not None else "",
+            "after": envfile.redacted_view(values, changed=changes["changed"], meta=meta(dict(have, **want))),
+        }
+    if changed and not module.check_mode:
+        envfile.write_atomic(p["path"], content, mode=want["mode"], uid=want["uid"], gid=want["gid"])
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", required=True),
+            paths=dict(type="list", elements="str", default=[]),
+            names=dict(type="list", elements="str", default=[]),
+            extra=dict(type="dict", default={}),
+            recursive=dict(type="bool", default=True),
+            decrypt=dict(type="bool", default=True),
+            key_mode=dict(type="str", choices=list(ssm.KEY_MODES), default="basename"),
+            required_keys=dict(type="list", elements="str", default=[], no_log=False),
+            allow_empty=dict(type="bool", default=False),
+            mode=dict(type="raw", default="0600"),
+            owner=dict(type="str"),
+            group=dict(type="str"),
+            region=dict(type="str", aliases=["aws_region"]),
+            profile=dict(type="str", aliases=["aws_profile"]),
+            endpoint_url=dict(type="str", aliases=["aws_endpoint_url"]),
+            max_attempts=dict(type="int", default=8),
+        ),
+        supports_check_mode=True,
+    )
+    if not ssm.HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3 and botocore"))
+    p = module.params
+    try:
+        client = ssm.SsmClient.connect(region=p["region"], profile=p["profile"],
+                                       endpoint_url=p["endpoint_url"], max_attempts=p["max_attempts"])
+        module.exit_json(**run(module, client))
+    except (ssm.SsmError, envfile.EnvFileError) as e:
+        module.fail_json(msg="%s: %s" % (p["path"], e))
+    except OSError as e:
+        module.fail_json(msg="%s: cannot write the env file: %s" % (p["path"], e.strerror or e))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,263 @@
+"""ssm_env_file through Ansible against the lab's moto server."""
+import os
+import pwd
+import stat
+import subprocess
+import uuid
+
+import pytest
+
+MODULE = "llmstack.deploy.ssm_env_file"
+
+# Values a Docker env file must carry unchanged.
+TRICKY = {
+    "equals": "a=b==c",
+    "hash": "# not a comment #",
+    "quotes": "'single' \"double\" `back`",
+    "dollar": "$HOME ${PATH} $(id) \\$",
+    "spaces": "  padded value  ",
+    "unicode": "héllo ✓ 日本語 🚀",
+}  # SSM refuses empty values; an empty one comes through `extra` below.
+
+
+def read_env(path):
+    out = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f.read().split("\n"):
+            if line and not line.startswith("#"):
+                k, _, v = line.partition("=")
+                out[k] = v
+    return out
+
+
+def task(**args):
+    register = args.pop("register", "r")
+    return {MODULE: args, "register": register}
+
+
+def test_thousand_nested_parameters_string_and_securestring(play, put, prefix, tmp_path):
+    params = {}
+    for i in range(1000):
+        name = "%s/g%d/sub%d/k%04d" % (prefix, i % 7, i % 3, i)
+        params[name] = ("secret-%d" % i, "SecureString") if i % 2 else "plain-%d" % i
+    put(params)
+    dest = tmp_path / "big.env"
+    res = play.run([task(path=str(dest), paths=[prefix])])
+    assert res.rc == 0, res.output
+    result = res.task()
+    assert result["changed"] is True
+    assert result["parameter_count"] == 1000
+    # 1,000 parameters at 10 a page: 100 pages, plus moto's trailing page with a NextToken.
+    assert result["api_calls"] <= 101
+    values = read_env(str(dest))
+    assert len(values) == 1000
+    assert values["K0001"] == "secret-1" and values["K0002"] == "plain-2"
+    assert list(values) == sorted(values)
+    assert result["keys"] == sorted(values)
+
+
+def test_paths_precedence_names_and_extra(play, put, prefix, tmp_path):
+    put({
+        prefix + "/common/db_host": "common-host",
+        prefix + "/common/log_level": "info",
+        prefix + "/svc/db_host": "svc-host",
+        prefix + "/other/image_tag": "from-ssm",
+        prefix + "/other/token": ("tok", "SecureString"),
+    })
+    dest = tmp_path / "svc.env"
+    res = play.run([task(path=str(dest), paths=[prefix + "/common", prefix + "/svc"],
+                         names=[prefix + "/other/image_tag", prefix + "/other/token"],
+                         extra={"IMAGE_TAG": "v2"})])
+    assert res.rc == 0, res.output
+    assert read_env(str(dest)) == {"DB_HOST": "svc-host", "LOG_LEVEL": "info", "IMAGE_TAG": "v2", "TOKEN": "tok"}
+
+
+def test_many_explicit_names_and_an_unknown_one(play, put, prefix, tmp_path):
+    names = ["%s/n/k%02d" % (prefix, i) for i in range(23)]
+    put(dict((n, "v%d" % i) for i, n in enumerate(names)))
+    dest = tmp_path / "names.env"
+    res = play.run([task(path=str(dest), names=names)])
+    assert res.rc == 0, res.output
+    assert len(read_env(str(dest))) == 23
+    assert res.task()["api_calls"] == 3  # ceil(23 / 10)
+
+    dest.write_text("KEEP=me\n")
+    res = play.run([task(path=str(dest), names=names + [prefix + "/n/missing"])])
+    assert res.rc != 0
+    assert "not found: %s/n/missing" % prefix in res.task()["msg"]
+    assert dest.read_text() == "KEEP=me\n"
+
+
+def test_relative_key_mode_and_collision(play, put, prefix, tmp_path):
+    put({prefix + "/db/host": "h", prefix + "/cache/host": "c"})
+    dest = tmp_path / "rel.env"
+    res = play.run([task(path=str(dest), paths=[prefix])])
+    assert res.rc != 0
+    msg = res.task()["msg"]
+    assert prefix + "/db/host" in msg and prefix + "/cache/host" in msg and "HOST" in msg
+    assert not dest.exists()
+
+    res = play.run([task(path=str(dest), paths=[prefix], key_mode="relative")])
+    assert res.rc == 0, res.output
+    assert read_env(str(dest)) == {"DB_HOST": "h", "CACHE_HOST": "c"}
+
+
+def test_idempotent_second_run_and_check_mode(play, put, prefix, tmp_path):
+    put({prefix + "/a": "1", prefix + "/b": ("2", "SecureString")})
+    dest = tmp_path / "idem.env"
+    args = dict(path=str(dest), paths=[prefix])
+
+    res = play.run([task(**args)], args=["--check"])
+    assert res.rc == 0, res.output
+    assert res.task()["changed"] is True
+    assert not dest.exists(), "check mode wrote the file"
+
+    first = play.run([task(**args)])
+    assert first.task()["changed"] is True
+    mtime = dest.stat().st_mtime_ns
+    second = play.run([task(**args)])
+    assert second.rc == 0
+    assert second.task()["changed"] is False
+    assert second.task()["checksum"] == first.task()["checksum"]
+    assert dest.stat().st_mtime_ns == mtime
+
+    put({prefix + "/b": ("3", "SecureString")})
+    res = play.run([task(**args)], args=["--check"])
+    assert res.task()["changed"] is True
+    assert res.task()["key_changes"] == {"added": [], "removed": [], "changed": ["B"]}
+    assert read_env(str(dest))["B"] == "2", "check mode changed the file"
+
+    third = play.run([task(**args)])
+    assert third.task()["changed"] is True
+    assert third.task()["checksum"] != first.task()["checksum"]
+
+
+def test_diff_shows_keys_never_values(play, put, ssm_client, prefix, tmp_path):
+    secret_old = "old-" + uuid.uuid4().hex
+    secret_new = "new-" + uuid.uuid4().hex
+    put({prefix + "/keep": ("keep-" + secret_old, "SecureString"),
+                     prefix + "/rotate": (secret_old, "SecureString"),
+                     prefix + "/gone": ("gone-" + secret_old, "SecureString")})
+    dest = tmp_path / "diff.env"
+    assert play.run([task(path=str(dest), paths=[prefix])]).rc == 0
+    ssm_client.delete_parameter(Name=prefix + "/gone")
+    put({prefix + "/rotate": (secret_new, "SecureString"), prefix + "/added": ("x" + secret_new, "SecureString")})
+
+    res = play.run([task(path=str(dest), paths=[prefix])], args=["--check", "--diff"], callback="default")
+    assert res.rc == 0, res.output
+    out = res.output
+    assert "-GONE=<redacted>" in out
+    assert "+ADDED=<redacted>" in out
+    assert "-ROTATE=<redacted>" in out and "+ROTATE=<redacted> (changed)" in out
+    assert " KEEP=<redacted>" in out
+    assert secret_old not in out and secret_new not in out
+
+
+def test_mode_owner_group(play, put, prefix, tmp_path):
+    put({prefix + "/a": "1"})
+    os.chmod(str(tmp_path), 0o755)
+    dest = tmp_path / "perm.env"
+    res = play.run([task(path=str(dest), paths=[prefix])])
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+
+    nobody = pwd.getpwnam("nobody")
+    res = play.run([task(path=str(dest), paths=[prefix], mode="0640", owner="nobody", group=str(nobody.pw_gid))])
+    assert res.rc == 0, res.output
+    assert res.task()["changed"] is True, "a permission change alone must report changed"
+    st = dest.stat()
+    assert stat.S_IMODE(st.st_mode) == 0o640 and st.st_uid == nobody.pw_uid and st.st_gid == nobody.pw_gid
+    again = play.run([task(path=str(dest), paths=[prefix], mode="0640", owner="nobody", group=str(nobody.pw_gid))])
+    assert again.task()["changed"] is False
+
+    res = play.run([task(path=str(dest), paths=[prefix], owner="no-such-user-xyz")])
+    assert res.rc != 0 and "no-such-user-xyz" in res.task()["msg"]
+
+
+def test_required_keys_missing_leaves_file(play, put, prefix, tmp_path):
+    put({prefix + "/db_host": "h"})
+    dest = tmp_path / "req.env"
+    dest.write_text("OLD=content\n")
+    res = play.run([task(path=str(dest), paths=[prefix], required_keys=["DB_HOST", "DB_PASSWORD", "API_KEY"])])
+    assert res.rc != 0
+    msg = res.task()["msg"]
+    assert "API_KEY, DB_PASSWORD" in msg and str(dest) in msg
+    assert dest.read_text() == "OLD=content\n"
+
+
+def test_empty_path_fails_unless_allowed(play, prefix, tmp_path):
+    dest = tmp_path / "empty.env"
+    res = play.run([task(path=str(dest), paths=[prefix + "/nothing"])])
+    assert res.rc != 0 and prefix + "/nothing holds no parameters" in res.task()["msg"]
+    res = play.run([task(path=str(dest), paths=[prefix + "/nothing"], allow_empty=True)])
+    assert res.rc == 0 and res.task()["keys"] == []
+
+
+def test_unwritable_value_names_key_not_value(play, put, prefix, tmp_path):
+    secret = "line1-%s\nline2" % uuid.uuid4().hex
+    put({prefix + "/multi": (secret, "SecureString")})
+    dest = tmp_path / "bad.env"
+    res = play.run([task(path=str(dest), paths=[prefix])], args=["-vvv"], callback="default")
+    assert res.rc != 0
+    assert "MULTI contains a newline" in res.output
+    assert secret.split("\n")[0] not in res.output
+    assert not dest.exists()
+
+
+def test_docker_env_file_round_trip(play, put, prefix, tmp_path, lab):
+    put(dict((prefix + "/" + k, (v, "SecureString")) for k, v in TRICKY.items()))
+    dest = tmp_path / "docker.env"
+    res = play.run([task(path=str(dest), paths=[prefix], extra={"IMAGE_TAG": "v1 = $x", "EMPTY": ""})])
+    assert res.rc == 0, res.output
+    proc = subprocess.run(["docker", "run", "--rm", "--env-file", str(dest), lab["LAB_BASE_IMAGE"], "env", "-0"],
+                          capture_output=True, check=True)
+    seen = dict(item.split("=", 1) for item in proc.stdout.decode("utf-8").split("\0") if "=" in item)
+    for k, v in TRICKY.items():
+        assert seen[k.upper()] == v, k
+    assert seen["IMAGE_TAG"] == "v1 = $x"
+    assert seen["EMPTY"] == ""
+
+
+def test_no_securestring_value_at_vvvv(play, put, prefix, tmp_path):
+    secrets = dict(("s%d" % i, "TopSecret-%s" % uuid.uuid4().hex) for i in range(12))
+    put(dict((prefix + "/" + k, (v, "SecureString")) for k, v in secrets.items()))
+    dest = tmp_path / "verbose.env"
+    tasks = [task(path=str(dest), paths=[prefix], register="first"),
+             {"ansible.builtin.debug": {"var": "first"}}]
+    res = play.run(tasks, args=["-vvvv", "--diff"], callback="default")
+    assert res.rc == 0, res.output
+    assert "S11" in res.output  # the keys are shown...
+    for value in secrets.values():
+        assert value not in res.output  # ...never the values
+    assert read_env(str(dest))["S3"] == secrets["s3"]
+
+
+@pytest.fixture
+def lab_host(lab):
+    """A lab host container (Debian 12, its python3-boto3 1.26) reached with the docker connection."""
+    name = "llmstack-it-%s" % uuid.uuid4().hex[:6]
+    subprocess.run(["docker", "run", "-d", "--name", name, "--label", "llmstack-lab=1",
+                    lab["LAB_HOST_IMAGE"], "sleep", "infinity"], check=True, capture_output=True)
+    yield name
+    subprocess.run(["docker", "rm", "-f", name], capture_output=True)
+
+
+def test_runs_on_target_host_with_distro_boto3(play, put, prefix, tmp_path, lab, lab_host):
+    put({prefix + "/db_password": ("pw-" + uuid.uuid4().hex, "SecureString"), prefix + "/db_host": "h"})
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("%s ansible_connection=community.docker.docker ansible_python_interpreter=/usr/bin/python3\n" % lab_host)
+    tasks = [{MODULE: {"path": "/root/app.env", "paths": [prefix], "owner": "root", "mode": "0600",
+                       "endpoint_url": lab["LAB_MOTO_URL_FROM_HOSTS"]},
+              "environment": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+              "register": "r"},
+             # The same read done on the controller instead (module_defaults give the local endpoint).
+             {MODULE: {"path": str(tmp_path / "delegated.env"), "paths": [prefix]},
+              "delegate_to": "localhost", "register": "d"}]
+    res = play.run(tasks, hosts="all", inventory=str(inventory))
+    assert res.rc == 0, res.output
+    assert res.task(0)["keys"] == ["DB_HOST", "DB_PASSWORD"]
+    assert res.task(1)["checksum"] == res.task(0)["checksum"]
+    again = play.run(tasks, hosts="all", inventory=str(inventory))
+    assert again.task()["changed"] is False
+    out = subprocess.run(["docker", "exec", lab_host, "stat", "-c", "%a", "/root/app.env"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "600"

@@ -1,0 +1,28 @@
+"""Read the lab's connection facts (written by tests/lab/up) for tests and benchmarks."""
+import os
+import shlex
+import subprocess
+
+LAB_ENV = os.path.join(os.environ.get("LLMSTACK_LAB_DIR", "/var/lib/llmstack-lab"), "lab.env")
+# moto accepts any credentials; real AWS takes them from boto3's normal chain.
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+class LabNotUp(Exception):
+    pass
+
+
+def read(path=LAB_ENV):
+    """The LAB_* variables of lab.env, as the shell would see them."""
+    if not os.path.exists(path):
+        raise LabNotUp("the lab is not up (%s missing): run tests/lab/up" % path)
+    out = subprocess.run(["bash", "-c", "set -a; . %s; env -0" % shlex.quote(path)],
+                         check=True, capture_output=True, text=True, env={"PATH": os.environ["PATH"]}).stdout
+    env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
+    return dict((k, v) for k, v in env.items() if k.startswith("LAB_"))
+
+
+def ssm_client(lab):
+    import boto3
+    return boto3.client("ssm", endpoint_url=lab["LAB_MOTO_URL"], region_name=AWS_ENV["AWS_DEFAULT_REGION"],
+                        aws_access_key_id="testing", aws_secret_access_key="testing")

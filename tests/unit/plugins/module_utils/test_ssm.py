@@ -1,0 +1,163 @@
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from ansible_collections.llmstack.deploy.plugins.module_utils import ssm
+
+
+def param(name, value="v"):
+    return {"Name": name, "Value": value, "Type": "String"}
+
+
+@pytest.mark.parametrize("name,base,mode,key", [
+    ("/app/production/db_host", "/app/production", "basename", "DB_HOST"),
+    ("/app/prod/db/host", "/app/prod", "relative", "DB_HOST"),
+    ("/app/prod/db/host", "/app/prod/", "relative", "DB_HOST"),
+    ("/app/prod/api-key.v2", "/app/prod", "basename", "API_KEY_V2"),
+    ("/app/prod/db.host", "/app/prod", "relative", "DB_HOST"),
+    ("/app/prod/x", None, "relative", "APP_PROD_X"),
+])
+def test_parameter_key(name, base, mode, key):
+    assert ssm.parameter_key(name, base=base, key_mode=mode) == key
+
+
+def test_collision_names_both_parameters():
+    with pytest.raises(ssm.SsmError) as err:
+        ssm.map_parameters([param("/a/x/db_host"), param("/a/y/db_host")], base="/a")
+    assert "/a/x/db_host" in str(err.value) and "/a/y/db_host" in str(err.value)
+    assert "DB_HOST" in str(err.value)
+
+
+def test_relative_mode_resolves_that_collision():
+    mapped = ssm.map_parameters([param("/a/x/db_host"), param("/a/y/db_host")], base="/a", key_mode="relative")
+    assert sorted(mapped) == ["X_DB_HOST", "Y_DB_HOST"]
+
+
+def test_key_still_invalid_is_named():
+    with pytest.raises(ssm.SsmError, match="'9LIVES'"):
+        ssm.map_parameters([param("/a/9lives")])
+
+
+def test_backoff_is_exponential_and_bounded():
+    delays = ssm.backoff_delays(6, base=0.25, cap=2.0, rand=lambda: 1.0)
+    assert delays == [0.25, 0.5, 1.0, 2.0, 2.0]
+    assert all(0 <= d <= 2.0 for d in ssm.backoff_delays(10, cap=2.0))
+
+
+@pytest.fixture
+def stubbed():
+    client = boto3.client("ssm", region_name="us-east-1", aws_access_key_id="x", aws_secret_access_key="y")
+    sleeps = []
+    wrapper = ssm.SsmClient(client, max_attempts=4, sleep=sleeps.append, rand=lambda: 1.0)
+    with Stubber(client) as stub:
+        yield wrapper, stub, sleeps
+
+
+def by_path_args(path, token=None):
+    args = {"Path": path, "Recursive": True, "WithDecryption": True, "MaxResults": 10}
+    if token:
+        args["NextToken"] = token
+    return args
+
+
+def test_by_path_follows_next_token_through_empty_pages(stubbed):
+    client, stub, _ = stubbed
+    stub.add_response("get_parameters_by_path", {"Parameters": [param("/p/a")], "NextToken": "t1"}, by_path_args("/p"))
+    stub.add_response("get_parameters_by_path", {"Parameters": [], "NextToken": "t2"}, by_path_args("/p", "t1"))
+    stub.add_response("get_parameters_by_path", {"Parameters": [param("/p/b")]}, by_path_args("/p", "t2"))
+    assert [p["Name"] for p in client.get_by_path("/p")] == ["/p/a", "/p/b"]
+    assert client.calls == 3
+    stub.assert_no_pending_responses()
+
+
+def test_throttled_page_is_retried_with_backoff(stubbed):
+    client, stub, sleeps = stubbed
+    stub.add_response("get_parameters_by_path", {"Parameters": [param("/p/a")], "NextToken": "t1"}, by_path_args("/p"))
+    stub.add_client_error("get_parameters_by_path", "ThrottlingException", "Rate exceeded", 400)
+    stub.add_client_error("get_parameters_by_path", "ThrottlingException", "Rate exceeded", 400)
+    stub.add_response("get_parameters_by_path", {"Parameters": [param("/p/b")]}, by_path_args("/p", "t1"))
+    assert [p["Name"] for p in client.get_by_path("/p")] == ["/p/a", "/p/b"]
+    assert sleeps == [0.25, 0.5]
+
+
+def test_rate_exceeded_message_alone_counts_as_throttling(stubbed):
+    client, stub, sleeps = stubbed
+    stub.add_client_error("get_parameters", "SomethingElse", "Rate exceeded", 400)
+    stub.add_response("get_parameters", {"Parameters": [param("/n/a")]})
+    assert [p["Name"] for p in client.get_by_names(["/n/a"])] == ["/n/a"]
+    assert len(sleeps) == 1
+
+
+def test_throttling_gives_up_naming_the_call(stubbed):
+    client, stub, sleeps = stubbed
+    for _ in range(4):
+        stub.add_client_error("get_parameters_by_path", "ThrottlingException", "Rate exceeded", 400)
+    with pytest.raises(ssm.SsmError) as err:
+        client.get_by_path("/p")
+    assert "GetParametersByPath" in str(err.value) and "/p" in str(err.value)
+    assert "4 attempts" in str(err.value)
+    assert len(sleeps) == 3
+
+
+def test_access_denied_names_path_and_permission(stubbed):
+    client, stub, sleeps = stubbed
+    stub.add_client_error("get_parameters_by_path", "AccessDeniedException",
+                          "User: arn:aws:iam::1:user/x is not authorized to perform: ssm:GetParametersByPath", 400)
+    with pytest.raises(ssm.SsmError) as err:
+        client.get_by_path("/secret/path")
+    msg = str(err.value)
+    assert "/secret/path" in msg and "ssm:GetParametersByPath" in msg and "access denied" in msg
+    assert sleeps == []
+
+
+def test_kms_denied_names_kms_decrypt(stubbed):
+    client, stub, _ = stubbed
+    stub.add_client_error("get_parameters", "AccessDeniedException",
+                          "not authorized to perform: kms:Decrypt on resource key/abc", 400)
+    with pytest.raises(ssm.SsmError) as err:
+        client.get_by_names(["/n/secret"])
+    assert "kms:Decrypt" in str(err.value) and "/n/secret" in str(err.value)
+
+
+def test_names_are_batched_by_ten_and_unknown_names_fail(stubbed):
+    client, stub, _ = stubbed
+    names = ["/n/k%02d" % i for i in range(23)]
+    for i in range(0, 23, 10):
+        batch = names[i:i + 10]
+        page = {"Parameters": [param(n) for n in batch if n != "/n/k15"]}
+        if "/n/k15" in batch:
+            page["InvalidParameters"] = ["/n/k15"]
+        stub.add_response("get_parameters", page, {"Names": batch, "WithDecryption": True})
+    with pytest.raises(ssm.SsmError, match="not found: /n/k15"):
+        client.get_by_names(names)
+    assert client.calls == 3
+
+
+class FakeClient:
+    """Feeds collect() canned pages; stands in for SsmClient's two reads only."""
+
+    def __init__(self, by_path=None, by_names=None):
+        self.by_path = by_path or {}
+        self.by_names = by_names or []
+
+    def get_by_path(self, path, recursive=True, decrypt=True):
+        return self.by_path.get(path, [])
+
+    def get_by_names(self, names, decrypt=True):
+        return [p for p in self.by_names if p["Name"] in names]
+
+
+def test_collect_precedence_later_path_then_names():
+    client = FakeClient(
+        by_path={"/base": [param("/base/a", "base"), param("/base/b", "base")],
+                 "/over": [param("/over/b", "over"), param("/over/c", "over")]},
+        by_names=[param("/x/c", "name")])
+    values, count = ssm.collect(client, paths=["/base", "/over"], names=["/x/c"])
+    assert values == {"A": "base", "B": "over", "C": "name"}
+    assert count == 5
+
+
+def test_collect_empty_path_fails_unless_allowed():
+    with pytest.raises(ssm.SsmError, match="/empty holds no parameters"):
+        ssm.collect(FakeClient(), paths=["/empty"])
+    assert ssm.collect(FakeClient(), paths=["/empty"], allow_empty=True) == ({}, 0)
