@@ -20,9 +20,9 @@ description:
   - Parameter values are never returned, logged or shown in a diff. The diff lists the keys
     that would be added, removed or changed.
   - Keys are sorted and the file is written atomically (temp file in the same folder, then a
-    rename), so the content and its O(checksum) are deterministic.
+    rename), so the content and its RV(checksum) are deterministic.
 author:
-  - llmstack.deploy contributors
+  - llmstack.deploy maintainers (@llmstack)
 options:
   path:
     description: The env file to write. Its folder must exist.

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: llmstack.deploy.ssm_env_file against amazon.aws's SSM lookup + copy.
 
 Method (printed with the figures):
@@ -44,7 +43,7 @@ def run(path, *args):
                ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", **labenv.AWS_ENV)
     start = time.monotonic()
     proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), path] + list(args),
-                          capture_output=True, text=True, env=env, cwd=ROOT)
+                          capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     wall = time.monotonic() - start
     if args:
         return proc.stdout + proc.stderr
@@ -111,7 +110,7 @@ def main():
         ours_calls = count_calls(lab, ours)
         anchor_calls = count_calls(lab, anchor)
         times = {"ours": [], "anchor": []}
-        for _ in range(ROUNDS):
+        for _round in range(ROUNDS):
             for name, path in (("ours", ours), ("anchor", anchor)):
                 # A changed file each round, so both really write: remove the previous output.
                 for f in ("ours.env", "anchor.env"):
@@ -120,7 +119,8 @@ def main():
                 times[name].append(run(path))
 
     minimum = math.ceil(COUNT / 10)
-    med = dict((k, (statistics.median(w for w, _ in v), statistics.median(t for _, t in v))) for k, v in times.items())
+    med = dict((k, (statistics.median(wall for wall, task in v), statistics.median(task for wall, task in v)))
+               for k, v in times.items())
     print("ssm_env_file benchmark: %d parameters under one path on moto, %d alternating rounds, median" % (COUNT, ROUNDS))
     print("  SSM API calls   ours: %s   anchor: %s   (API minimum: ceil(%d/10) = %d GetParametersByPath; "
           "moto adds one trailing page with a NextToken)" % (ours_calls, anchor_calls, COUNT, minimum))

@@ -64,7 +64,7 @@ class Play:
         full_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
                         ANSIBLE_STDOUT_CALLBACK=callback, ANSIBLE_NOCOLOR="1", **labenv.AWS_ENV)
         full_env.update(env or {})
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=full_env, timeout=600)
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env=full_env, timeout=600, check=False)
         return Result(proc, callback)
 
 

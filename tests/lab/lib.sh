@@ -1,4 +1,5 @@
-# Shared by the lab scripts. Sourced, not run.
+# shellcheck shell=bash disable=SC2034
+# Shared by the lab scripts. Sourced, not run (SC2034: the variables are used by them).
 # State (CA, registry credentials and storage, pid files) lives outside the checkout so
 # fresh clones and CI reuse it.
 LAB_DIR=${LLMSTACK_LAB_DIR:-/var/lib/llmstack-lab}

@@ -61,7 +61,7 @@ def by_path_args(path, token=None):
 
 
 def test_by_path_follows_next_token_through_empty_pages(stubbed):
-    client, stub, _ = stubbed
+    client, stub, _sleeps = stubbed
     stub.add_response("get_parameters_by_path", {"Parameters": [param("/p/a")], "NextToken": "t1"}, by_path_args("/p"))
     stub.add_response("get_parameters_by_path", {"Parameters": [], "NextToken": "t2"}, by_path_args("/p", "t1"))
     stub.add_response("get_parameters_by_path", {"Parameters": [param("/p/b")]}, by_path_args("/p", "t2"))
@@ -90,7 +90,7 @@ def test_rate_exceeded_message_alone_counts_as_throttling(stubbed):
 
 def test_throttling_gives_up_naming_the_call(stubbed):
     client, stub, sleeps = stubbed
-    for _ in range(4):
+    for _attempt in range(4):
         stub.add_client_error("get_parameters_by_path", "ThrottlingException", "Rate exceeded", 400)
     with pytest.raises(ssm.SsmError) as err:
         client.get_by_path("/p")
@@ -111,7 +111,7 @@ def test_access_denied_names_path_and_permission(stubbed):
 
 
 def test_kms_denied_names_kms_decrypt(stubbed):
-    client, stub, _ = stubbed
+    client, stub, _sleeps = stubbed
     stub.add_client_error("get_parameters", "AccessDeniedException",
                           "not authorized to perform: kms:Decrypt on resource key/abc", 400)
     with pytest.raises(ssm.SsmError) as err:
@@ -120,7 +120,7 @@ def test_kms_denied_names_kms_decrypt(stubbed):
 
 
 def test_names_are_batched_by_ten_and_unknown_names_fail(stubbed):
-    client, stub, _ = stubbed
+    client, stub, _sleeps = stubbed
     names = ["/n/k%02d" % i for i in range(23)]
     for i in range(0, 23, 10):
         batch = names[i:i + 10]
