@@ -140,8 +140,7 @@ class SsmClient:
         self.calls = 0  # API calls made, retries included (the benchmark reads it)
 
     @classmethod
-    def connect(cls, region=None, profile=None, endpoint_url=None, max_attempts=8,
-                access_key=None, secret_key=None, session_token=None):
+    def connect(cls, region=None, profile=None, endpoint_url=None, max_attempts=8):
         if not HAS_BOTO3:
             raise SsmError("boto3 and botocore are required on the host that runs this module")
         # botocore retries each HTTP call itself (adaptive mode rate-limits the
@@ -151,10 +150,8 @@ class SsmClient:
             user_agent_extra="llmstack.deploy",
         )
         try:
-            session = boto3.session.Session(
-                profile_name=profile or None, region_name=region or None,
-                aws_access_key_id=access_key, aws_secret_access_key=secret_key,
-                aws_session_token=session_token)
+            # Credentials: boto3's own chain (instance profile, web identity, env, profile).
+            session = boto3.session.Session(profile_name=profile or None, region_name=region or None)
             client = session.client("ssm", endpoint_url=endpoint_url or None, config=config)
         except botocore.exceptions.ProfileNotFound as e:
             raise SsmError("AWS profile not found: %s" % e)

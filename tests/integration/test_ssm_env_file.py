@@ -245,7 +245,7 @@ def test_runs_on_target_host_with_distro_boto3(play, put, prefix, tmp_path, lab,
     put({prefix + "/db_password": ("pw-" + uuid.uuid4().hex, "SecureString"), prefix + "/db_host": "h"})
     inventory = tmp_path / "hosts.ini"
     inventory.write_text("%s ansible_connection=community.docker.docker ansible_python_interpreter=/usr/bin/python3\n" % lab_host)
-    tasks = [{MODULE: {"path": "/root/app.env", "paths": [prefix], "owner": "root", "mode": "0600",
+    tasks = [{MODULE: {"path": "/opt/app.env", "paths": [prefix], "owner": "root", "mode": "0600",
                        "endpoint_url": lab["LAB_MOTO_URL_FROM_HOSTS"]},
               "environment": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
               "register": "r"},
@@ -258,6 +258,6 @@ def test_runs_on_target_host_with_distro_boto3(play, put, prefix, tmp_path, lab,
     assert res.task(1)["checksum"] == res.task(0)["checksum"]
     again = play.run(tasks, hosts="all", inventory=str(inventory))
     assert again.task()["changed"] is False
-    out = subprocess.run(["docker", "exec", lab_host, "stat", "-c", "%a", "/root/app.env"],
+    out = subprocess.run(["docker", "exec", lab_host, "stat", "-c", "%a", "/opt/app.env"],
                          capture_output=True, text=True, check=True).stdout.strip()
     assert out == "600"
