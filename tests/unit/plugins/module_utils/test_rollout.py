@@ -116,14 +116,14 @@ def health(**kw):
 
 
 def test_health_docker_healthy_after_starting():
-    h, _ = health(timeout=10)
+    h, _clock = health(timeout=10)
     c = FakeContainer([{"Status": "running", "Health": {"Status": "starting"}},
                        {"Status": "running", "Health": {"Status": "healthy"}}])
     assert h.wait(c, lambda m: None) == "docker"
 
 
 def test_health_unhealthy_reports_probe_output():
-    h, _ = health(timeout=10)
+    h, _clock = health(timeout=10)
     c = FakeContainer([{"Status": "running", "Health": {"Status": "unhealthy", "Log": [{"Output": "HTTP 500 from /health"}]}}])
     with pytest.raises(rollout.RolloutError, match="HTTP 500 from /health"):
         h.wait(c, lambda m: None)
