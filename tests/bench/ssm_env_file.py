@@ -13,51 +13,14 @@ import json
 import math
 import os
 import statistics
-import subprocess
-import sys
 import tempfile
-import time
 import urllib.request
 import uuid
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
-import labenv  # noqa: E402
+from benchlib import labenv, play_file, run
 
 COUNT = 1000
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
-
-
-def play_file(tmp, name, task):
-    path = os.path.join(tmp, name + ".yml")
-    with open(path, "w") as f:
-        json.dump([{"hosts": "localhost", "gather_facts": False,
-                    "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"},
-                    "tasks": [task]}], f)
-    return path
-
-
-def run(path, *args):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", **labenv.AWS_ENV)
-    start = time.monotonic()
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), path] + list(args),
-                          capture_output=True, text=True, env=env, cwd=ROOT, check=False)
-    wall = time.monotonic() - start
-    if args:
-        return proc.stdout + proc.stderr
-    if proc.returncode:
-        sys.exit("bench play %s failed:\n%s" % (path, proc.stdout[-2000:] + proc.stderr[-2000:]))
-    task = json.loads(proc.stdout)["plays"][0]["tasks"][0]
-    d = task["task"]["duration"]
-    return wall, _seconds(d["end"]) - _seconds(d["start"])
-
-
-def _seconds(stamp):
-    # json callback stamps look like 2026-11-22T12:00:00.123456Z
-    from datetime import datetime
-    return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
 
 
 def moto(lab, action):
@@ -90,15 +53,15 @@ def main():
                           Type="SecureString" if i % 2 else "String", Overwrite=True)
 
     with tempfile.TemporaryDirectory() as tmp:
-        ours = play_file(tmp, "ours", {"llmstack.deploy.ssm_env_file": {
+        ours = play_file(tmp, "ours", [{"llmstack.deploy.ssm_env_file": {
             "path": os.path.join(tmp, "ours.env"), "paths": [base], "region": "us-east-1",
-            "endpoint_url": lab["LAB_MOTO_URL"]}})
+            "endpoint_url": lab["LAB_MOTO_URL"]}}])
         lookup = ("lookup('amazon.aws.aws_ssm', '%s', bypath=true, recursive=true, shortnames=true, "
                   "region='us-east-1', endpoint_url='%s')" % (base, lab["LAB_MOTO_URL"]))
-        anchor = play_file(tmp, "anchor", {"ansible.builtin.copy": {
+        anchor = play_file(tmp, "anchor", [{"ansible.builtin.copy": {
             "dest": os.path.join(tmp, "anchor.env"), "mode": "0600",
             "content": "{%% for k, v in (%s | dictsort) %%}{{ k | upper }}={{ v }}\n{%% endfor %%}" % lookup},
-            "no_log": True})
+            "no_log": True}])
 
         # amazon.aws #2659: the lookup prints decrypted values at -vvvv despite no_log.
         secure = ["secure-value-%d" % i for i in range(1, COUNT, 2)]
@@ -116,7 +79,8 @@ def main():
                 for f in ("ours.env", "anchor.env"):
                     if os.path.exists(os.path.join(tmp, f)):
                         os.unlink(os.path.join(tmp, f))
-                times[name].append(run(path))
+                wall, tasks, _data = run(path)
+                times[name].append((wall, tasks[0]))
 
     minimum = math.ceil(COUNT / 10)
     med = dict((k, (statistics.median(wall for wall, task in v), statistics.median(task for wall, task in v)))

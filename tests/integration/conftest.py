@@ -89,21 +89,8 @@ def play(tmp_path, lab):
     return Play(tmp_path, lab)
 
 
-APP_VERSIONS = {"v1": "ok", "v2": "ok", "v3": "unhealthy", "v4": "crash", "v5": "ok"}
-
-
 @pytest.fixture(scope="session")
-def app_images(lab, tmp_path_factory):
-    """The rollout test app, built once (Docker's cache keeps later builds instant) and pushed to the
-    lab registry as lab/rollout-app:v1..v5: v3's health check fails, v4 exits at start."""
-    config = str(tmp_path_factory.mktemp("docker-config"))
-    env = dict(os.environ, DOCKER_CONFIG=config)
-    subprocess.run(["docker", "login", "-u", lab["LAB_REGISTRY_USER"], "--password-stdin", lab["LAB_REGISTRY"]],
-                   input=lab["LAB_REGISTRY_PASSWORD"], text=True, env=env, check=True, capture_output=True)
-    context = os.path.join(ROOT, "tests", "images", "rollout-app")
-    for version, mode in APP_VERSIONS.items():
-        tag = "%s/lab/rollout-app:%s" % (lab["LAB_REGISTRY"], version)
-        subprocess.run(["docker", "build", "-q", "--build-arg", "APP_VERSION=" + version, "--build-arg",
-                        "APP_MODE=" + mode, "-t", tag, context], check=True, capture_output=True)
-        subprocess.run(["docker", "push", "-q", tag], env=env, check=True, capture_output=True)
-    return dict((v, "lab/rollout-app:%s" % v) for v in APP_VERSIONS)
+def app_images(lab):
+    """The rollout test app in the lab registry as lab/rollout-app:v1..v5: v3's health check fails,
+    v4 exits at start."""
+    return labenv.push_app_images(lab)

@@ -26,3 +26,28 @@ def ssm_client(lab):
     import boto3
     return boto3.client("ssm", endpoint_url=lab["LAB_MOTO_URL"], region_name=AWS_ENV["AWS_DEFAULT_REGION"],
                         aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+APP_VERSIONS = {"v1": "ok", "v2": "ok", "v3": "unhealthy", "v4": "crash", "v5": "ok"}
+
+
+def push_app_images(lab, versions=tuple(APP_VERSIONS)):
+    """Build the rollout test app (tests/images/rollout-app) and push it to the lab registry as
+    lab/rollout-app:<version>. Docker's build cache makes repeat builds instant. Returns {version: image}."""
+    import shutil
+    import tempfile
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    context = os.path.join(root, "tests", "images", "rollout-app")
+    config = tempfile.mkdtemp()  # the login stays out of ~/.docker
+    env = dict(os.environ, DOCKER_CONFIG=config)
+    try:
+        subprocess.run(["docker", "login", "-u", lab["LAB_REGISTRY_USER"], "--password-stdin", lab["LAB_REGISTRY"]],
+                       input=lab["LAB_REGISTRY_PASSWORD"], text=True, env=env, check=True, capture_output=True)
+        for version in versions:
+            tag = "%s/lab/rollout-app:%s" % (lab["LAB_REGISTRY"], version)
+            subprocess.run(["docker", "build", "-q", "--build-arg", "APP_VERSION=" + version, "--build-arg",
+                            "APP_MODE=" + APP_VERSIONS[version], "-t", tag, context], check=True, capture_output=True)
+            subprocess.run(["docker", "push", "-q", tag], env=env, check=True, capture_output=True)
+    finally:
+        shutil.rmtree(config, ignore_errors=True)
+    return dict((v, "lab/rollout-app:%s" % v) for v in versions)
