@@ -57,13 +57,19 @@ class Registry:
 
     def __init__(self, client, registry=None, username=None, password=None):
         self.client = client
-        self.auth = None
-        if username and password:
-            self.auth = {"username": username, "password": password}
+        self.registry = registry
+        self.auth = {"username": username, "password": password} if username and password else None
+        self.logged_in = False
+
+    def login(self):
+        """Log in on first use only, so a rollback from local images needs no registry."""
+        if self.auth and not self.logged_in:
             try:
-                client.login(username=username, password=password, registry=registry, reauth=True)
+                self.client.login(registry=self.registry, reauth=True, **self.auth)
             except docker.errors.APIError as e:
-                raise DockerError("login to registry %s as %s failed: %s" % (registry, username, _explain(e)))
+                raise DockerError("login to registry %s as %s failed: %s"
+                                  % (self.registry, self.auth["username"], _explain(e)))
+            self.logged_in = True
 
     def local_image(self, ref):
         try:
@@ -82,6 +88,7 @@ class Registry:
             if local is not None:
                 return local, ref
         else:
+            self.login()
             try:
                 data = self.client.images.get_registry_data(image, auth_config=self.auth)
             except docker.errors.APIError as e:
@@ -93,6 +100,7 @@ class Registry:
                 return local, ref
         if not pull:
             return None, ref
+        self.login()
         try:
             self.client.images.pull(repo, tag=digest or tag, auth_config=self.auth)
         except docker.errors.APIError as e:

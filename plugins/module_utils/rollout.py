@@ -284,14 +284,23 @@ class Rollout:
         summary = spec_summary(spec, env, host_key(p["state_dir"]))
         return env, summary, spec_hash(summary)
 
+    def owned(self, name):
+        """The container called name, if this service manages it; a stranger is an error, never touched."""
+        container = dc.find(self.client, name)
+        if container is not None and container.labels.get(LABEL_SERVICE) != self.name:
+            raise RolloutError("a container named %s exists but is not managed as service %s (label %s); "
+                               "rename or remove it first" % (name, self.name, LABEL_SERVICE))
+        return container
+
     def live(self):
         """(container, slot) now serving, or (None, None)."""
         if self.p["strategy"] == "recreate":
-            return dc.find(self.client, self.name), None
+            self.owned(self.name + "-previous")
+            return self.owned(self.name), None
         current = self.history.current or {}
         slots = [current.get("slot")] + list(SLOTS) if current.get("slot") else list(SLOTS)
         for slot in slots:
-            c = dc.find(self.client, self.container_name(slot))
+            c = self.owned(self.container_name(slot))
             if c is not None and c.status == "running":
                 return c, slot
         return None, None

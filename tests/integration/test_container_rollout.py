@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 
+import labenv
+
 MODULE = "llmstack.deploy.container_rollout"
 
 
@@ -148,19 +150,36 @@ def test_v2_rollout_then_v3_and_v4_roll_back(service, app_images):
     assert record["current"]["image"].endswith(":v2") and record["previous"]["image"].endswith(":v1")
 
 
-def test_rollback_without_registry(service, app_images, lab):
+@pytest.fixture
+def registry_stopped(lab):
+    """Stop the lab registry for the test, and bring it back after."""
+    pid_file = os.path.join(lab["LAB_DIR"], "registry.pid")
+    with open(pid_file) as f:
+        os.kill(int(f.read()), 15)
+    for _attempt in range(50):
+        if subprocess.run(["curl", "-s", "-o", "/dev/null", "https://%s/v2/" % lab["LAB_REGISTRY"]],
+                          check=False).returncode != 0:
+            break
+        time.sleep(0.1)
+    yield
+    subprocess.run([os.path.join(labenv.ROOT, "tests", "lab", "up")], check=True, capture_output=True)
+
+
+def test_rollback_with_registry_stopped(service, app_images, request):
     assert service.run(image=app_images["v1"]).rc == 0
     assert service.run(image=app_images["v2"]).rc == 0
-    # Point at a registry that does not answer: a rollback must not need one.
-    res = service.run(state="rolled_back", image=None, registry="127.0.0.1:9", registry_username=None,
-                      registry_password=None)
+    request.getfixturevalue("registry_stopped")
+    # Same arguments as a normal run (credentials included): a rollback never calls the registry.
+    res = service.run(state="rolled_back", image=None)
     assert res.rc == 0, res.output
     assert res.task()["changed"] is True
     assert service.version() == "v1"
-    again = service.run(state="rolled_back", image=None, registry="127.0.0.1:9", registry_username=None,
-                        registry_password=None)
+    again = service.run(state="rolled_back", image=None)
+    assert again.rc == 0, again.output
     assert service.version() == "v2", "a second rollback returns to the version rolled back from"
-    assert again.rc == 0
+    pulled = service.run(image=app_images["v5"])
+    assert pulled.rc != 0 and "login to registry" in pulled.task()["msg"], "a new version does need the registry"
+    assert service.version() == "v2"
 
 
 def test_wrong_password_and_missing_tag_leave_service_alone(recreate_service, app_images):
@@ -228,3 +247,82 @@ def test_prune_keeps_last_n_images(recreate_service, app_images):
         return subprocess.run(["docker", "image", "inspect", image_id], capture_output=True, check=False).returncode == 0
     assert present(ids["v5"]) and present(ids["v2"]), "the last 2 deployments' images stay for rollbacks"
     assert not present(ids["v1"]), "the image of the third-newest deployment must be pruned"
+
+
+@pytest.fixture(scope="module")
+def dind_host(lab):
+    """An EC2 stand-in with its own Docker engine and Debian's python3-docker 5.x."""
+    name = "llmstack-it-host-%s" % uuid.uuid4().hex[:6]
+    subprocess.run(["docker", "run", "-d", "--name", name, "--hostname", name, "--label", "llmstack-lab=1",
+                    "--cap-add=ALL", "--cap-drop=SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
+                    "--security-opt", "apparmor=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+                    "--tmpfs", "/run", "--tmpfs", "/run/lock", "-v", name + ":/var/lib/docker",
+                    lab["LAB_HOST_IMAGE"]], check=True, capture_output=True)
+    try:
+        for _attempt in range(120):
+            if subprocess.run(["docker", "exec", name, "docker", "info"], capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            pytest.fail("docker did not start inside %s" % name)
+        yield name
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True, check=False)
+
+
+def test_on_a_host_with_distro_docker_sdk(play, lab, tmp_path, app_images, dind_host):
+    sdk = subprocess.run(["docker", "exec", dind_host, "python3", "-c", "import docker; print(docker.__version__)"],
+                         capture_output=True, text=True, check=True).stdout.strip()
+    assert sdk.startswith("5."), "the lab host should carry Debian's python3-docker 5.x, has %s" % sdk
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("%s ansible_connection=community.docker.docker ansible_python_interpreter=/usr/bin/python3\n"
+                         % dind_host)
+    port = 8100
+
+    def rollout(version):
+        args = {"name": "agent_service", "image": app_images[version], "registry": lab["LAB_REGISTRY_FROM_HOSTS"],
+                "registry_username": lab["LAB_REGISTRY_USER"], "registry_password": lab["LAB_REGISTRY_PASSWORD"],
+                "ports": ["127.0.0.1:%d:8000" % port], "health_timeout": 60, "stop_timeout": 5,
+                "healthcheck": {"kind": "http", "url": "http://127.0.0.1:%d/health" % port, "interval": 0.5}}
+        return play.run([{"llmstack.deploy.container_rollout": args, "register": "r"}], hosts="all",
+                        inventory=str(inventory))
+
+    def serving():
+        out = subprocess.run(["docker", "exec", dind_host, "python3", "-c",
+                              "import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:%d/').read().decode())"
+                              % port], capture_output=True, text=True, check=True).stdout
+        return json.loads(out)["version"]
+
+    first = rollout("v1")
+    assert first.rc == 0, first.output
+    assert serving() == "v1"
+    assert rollout("v1").task()["changed"] is False
+    assert rollout("v2").rc == 0 and serving() == "v2"
+    failed = rollout("v3")
+    assert failed.rc != 0 and "HTTP 500" in failed.task()["msg"]
+    assert serving() == "v2"
+    assert lab["LAB_REGISTRY_PASSWORD"] not in failed.output + first.output
+
+
+def test_clear_errors_daemon_port_and_name_conflicts(recreate_service, app_images):
+    svc = recreate_service
+    res = svc.run(image=app_images["v1"], docker_host="unix:///nonexistent/docker.sock")
+    assert res.rc != 0 and "cannot reach the Docker daemon" in res.task()["msg"]
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", svc.ports["single"]))
+        busy.listen()
+        res = svc.run(image=app_images["v1"])
+        assert res.rc != 0 and "already in use" in res.task()["msg"], res.task()["msg"]
+    assert inspect(svc.name) is None, "a failed start leaves no half-made container"
+
+    stranger = subprocess.run(["docker", "run", "-d", "--name", svc.name, "--label", "llmstack-lab=1",
+                               "llmstack-lab/debian:bookworm", "sleep", "300"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        res = svc.run(image=app_images["v1"])
+        assert res.rc != 0 and "not managed as service" in res.task()["msg"]
+        assert inspect(svc.name)["Id"] == stranger and inspect(svc.name)["State"]["Running"]
+    finally:
+        subprocess.run(["docker", "rm", "-f", stranger], capture_output=True, check=False)

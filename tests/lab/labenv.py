@@ -3,6 +3,7 @@ import os
 import shlex
 import subprocess
 
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB_ENV = os.path.join(os.environ.get("LLMSTACK_LAB_DIR", "/var/lib/llmstack-lab"), "lab.env")
 # moto accepts any credentials; real AWS takes them from boto3's normal chain.
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
@@ -36,8 +37,7 @@ def push_app_images(lab, versions=tuple(APP_VERSIONS)):
     lab/rollout-app:<version>. Docker's build cache makes repeat builds instant. Returns {version: image}."""
     import shutil
     import tempfile
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    context = os.path.join(root, "tests", "images", "rollout-app")
+    context = os.path.join(ROOT, "tests", "images", "rollout-app")
     config = tempfile.mkdtemp()  # the login stays out of ~/.docker
     env = dict(os.environ, DOCKER_CONFIG=config)
     try:
