@@ -82,27 +82,20 @@ class Registry:
 
         With pull=False (check mode) the image object is None when it is not local yet."""
         repo, tag, digest = split_image(image)
-        if digest:
-            ref = "%s@%s" % (repo, digest)
-            local = self.local_image(ref)
-            if local is not None:
-                return local, ref
-        else:
+        if not digest:
+            # A tag may have moved: ask the registry (a manifest request, no layers) what it points to.
             self.login()
             try:
-                data = self.client.images.get_registry_data(image, auth_config=self.auth)
+                digest = self.client.images.get_registry_data(image, auth_config=self.auth).id
             except docker.errors.APIError as e:
                 raise DockerError("cannot resolve %s in the registry: %s" % (image, _explain(e)))
-            digest = data.id
-            ref = "%s@%s" % (repo, digest)
-            local = self.local_image(ref)
-            if local is not None:
-                return local, ref
-        if not pull:
-            return None, ref
+        ref = "%s@%s" % (repo, digest)
+        local = self.local_image(ref)
+        if local is not None or not pull:
+            return local, ref
         self.login()
         try:
-            self.client.images.pull(repo, tag=digest or tag, auth_config=self.auth)
+            self.client.images.pull(repo, tag=digest, auth_config=self.auth)
         except docker.errors.APIError as e:
             raise DockerError("cannot pull %s: %s" % (image, _explain(e)))
         local = self.local_image(ref)

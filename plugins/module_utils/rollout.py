@@ -247,20 +247,25 @@ def other_slot(slot):
 class Rollout:
     """Plan and carry out one service's rollout. `p` is the module's parameters."""
 
-    def __init__(self, client, p, progress=None, check_mode=False, sleep=time.sleep):
+    def __init__(self, client, p, check_mode=False, sleep=time.sleep):
         self.client, self.p, self.check_mode, self.sleep = client, p, check_mode, sleep
         self.name = p["name"]
         self.started = time.monotonic()
         self.phases = []
-        self._progress = progress
         self.history = History(p["state_dir"], self.name)
         self.health = Health(sleep=sleep, timeout=p["health_timeout"], **(p.get("healthcheck") or {}))
 
     def progress(self, message):
+        """Record a phase: in the result, and appended to <state_dir>/deployments/<name>.log so a
+        person (or an async-polling task) can follow a long health wait while it runs."""
         line = "[%5.1fs] %s" % (time.monotonic() - self.started, message)
         self.phases.append(line)
-        if self._progress:
-            self._progress(line)
+        if not self.check_mode:
+            folder = os.path.dirname(self.history.path)
+            if not os.path.isdir(folder):
+                os.makedirs(folder, 0o755)
+            with open(os.path.join(folder, "%s.log" % self.name), "a") as f:
+                f.write("%s %s\n" % (now(), line))
 
     # ----- desired and current state
 

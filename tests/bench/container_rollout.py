@@ -66,13 +66,6 @@ http {{
 """
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 class Load:
     """Paced HTTP clients against one port; counts failures, bounded in time and count."""
 
@@ -139,7 +132,7 @@ def main():
     lab = labenv.read()
     ensure_nginx()
     svc = "bench_%s" % uuid.uuid4().hex[:6]
-    ports = dict((k, free_port()) for k in ("blue", "green", "anchor", "ours_port", "anchor_port"))
+    ports = dict((k, labenv.free_port()) for k in ("blue", "green", "anchor", "ours_port", "anchor_port"))
     tmp = tempfile.mkdtemp()
     os.chmod(tmp, 0o755)  # nginx workers (nobody) read the switch file in here
     repo = "lab/rollout-app"

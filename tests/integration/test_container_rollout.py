@@ -14,12 +14,6 @@ import labenv
 MODULE = "llmstack.deploy.container_rollout"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def get(port, path="/"):
     with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as resp:
         return json.loads(resp.read())
@@ -39,7 +33,7 @@ class Service:
         self.state_dir = str(tmp_path / "state")
         self.env_file = tmp_path / "app.env"
         self.env_file.write_text("GREETING=hello\nSECRET_TOKEN=tok-%s\n" % uuid.uuid4().hex)
-        self.ports = {"blue": free_port(), "green": free_port(), "single": free_port()}
+        self.ports = {"blue": labenv.free_port(), "green": labenv.free_port(), "single": labenv.free_port()}
         self.switch_file = str(tmp_path / "live")
 
     def args(self, **over):
@@ -99,6 +93,10 @@ def test_first_deploy_then_noop(service, app_images):
     assert container["Config"]["Labels"]["llmstack.spec-hash"] == first["spec_hash"]
     assert "no-new-privileges" in container["HostConfig"]["SecurityOpt"]
     assert container["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {"max-file": "3", "max-size": "10m"}}
+    # The phases are in the result and in the service's deploy log, to follow a long wait.
+    assert any("is healthy" in line for line in first["phases"])
+    with open(os.path.join(service.state_dir, "deployments", service.name + ".log")) as f:
+        assert "is healthy" in f.read()
 
     start = time.monotonic()
     again = service.run(image=app_images["v1"])
@@ -326,3 +324,31 @@ def test_clear_errors_daemon_port_and_name_conflicts(recreate_service, app_image
         assert inspect(svc.name)["Id"] == stranger and inspect(svc.name)["State"]["Running"]
     finally:
         subprocess.run(["docker", "rm", "-f", stranger], capture_output=True, check=False)
+
+
+def test_run_options_reach_the_container(recreate_service, app_images, tmp_path):
+    svc = recreate_service
+    network = "llmstack-it-net-%s" % uuid.uuid4().hex[:6]
+    subprocess.run(["docker", "network", "create", "--label", "llmstack-lab=1", network], check=True, capture_output=True)
+    data = tmp_path / "data"
+    data.mkdir()
+    try:
+        res = svc.run(image=app_images["v1"], networks=[{"name": network, "aliases": ["agent", "agent-v1"]}],
+                      volumes=["%s:/data:ro" % data], memory="256m", cpus=0.5, shm_size="64m", user="65534:65534",
+                      read_only=True, ipc_mode="private", labels={"team": "llm"}, env={"EXTRA": "1"},
+                      command=["python3", "/app/app.py"])
+        assert res.rc == 0, res.output
+        c = inspect(res.task()["container"])
+        host = c["HostConfig"]
+        assert host["Memory"] == 256 * 1024 * 1024 and host["NanoCpus"] == 500000000
+        assert host["ShmSize"] == 64 * 1024 * 1024 and host["ReadonlyRootfs"] is True and host["IpcMode"] == "private"
+        assert host["RestartPolicy"]["Name"] == "unless-stopped"
+        assert c["Config"]["User"] == "65534:65534" and c["Config"]["Labels"]["team"] == "llm"
+        assert "EXTRA=1" in c["Config"]["Env"]
+        assert any(m["Destination"] == "/data" and m["RW"] is False for m in c["Mounts"])
+        aliases = c["NetworkSettings"]["Networks"][network]["Aliases"]
+        assert "agent" in aliases and "agent-v1" in aliases
+        assert svc.version() == "v1"
+    finally:
+        svc.cleanup()
+        subprocess.run(["docker", "network", "rm", network], capture_output=True, check=False)

@@ -1,6 +1,7 @@
 """Read the lab's connection facts (written by tests/lab/up) for tests and benchmarks."""
 import os
 import shlex
+import socket
 import subprocess
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -21,6 +22,13 @@ def read(path=LAB_ENV):
                          check=True, capture_output=True, text=True, env={"PATH": os.environ["PATH"]}).stdout
     env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
     return dict((k, v) for k, v in env.items() if k.startswith("LAB_"))
+
+
+def free_port():
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def ssm_client(lab):
