@@ -68,7 +68,7 @@ class Registry:
                 self.client.login(registry=self.registry, reauth=True, **self.auth)
             except docker.errors.APIError as e:
                 raise DockerError("login to registry %s as %s failed: %s"
-                                  % (self.registry, self.auth["username"], _explain(e)))
+                                  % (self.registry, self.auth["username"], explain(e)))
             self.logged_in = True
 
     def local_image(self, ref):
@@ -88,7 +88,7 @@ class Registry:
             try:
                 digest = self.client.images.get_registry_data(image, auth_config=self.auth).id
             except docker.errors.APIError as e:
-                raise DockerError("cannot resolve %s in the registry: %s" % (image, _explain(e)))
+                raise DockerError("cannot resolve %s in the registry: %s" % (image, explain(e)))
         ref = "%s@%s" % (repo, digest)
         local = self.local_image(ref)
         if local is not None or not pull:
@@ -97,14 +97,14 @@ class Registry:
         try:
             self.client.images.pull(repo, tag=digest, auth_config=self.auth)
         except docker.errors.APIError as e:
-            raise DockerError("cannot pull %s: %s" % (image, _explain(e)))
+            raise DockerError("cannot pull %s: %s" % (image, explain(e)))
         local = self.local_image(ref)
         if local is None:
             raise DockerError("pulled %s but cannot find %s locally" % (image, ref))
         return local, ref
 
 
-def _explain(err):
+def explain(err):
     text = getattr(err, "explanation", None) or str(err)
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")

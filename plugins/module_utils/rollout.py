@@ -336,6 +336,7 @@ class Rollout:
         networks = p["networks"] or []
         if networks:
             kwargs["network"] = networks[0]["name"]
+        container = None
         try:
             container = self.client.containers.create(digest_ref, **kwargs)
             for net in networks:
@@ -346,8 +347,8 @@ class Rollout:
                 network.connect(container, aliases=net.get("aliases") or None)
             container.start()
         except dc.docker.errors.APIError as e:
-            dc.remove(dc.find(self.client, name))
-            text = dc._explain(e)
+            dc.remove(container)  # only what this run created; a stranger holding the name stays
+            text = dc.explain(e)
             if "port is already allocated" in text or "address already in use" in text:
                 raise RolloutError("cannot start %s: a port in %s is already in use on this host" % (name, ports))
             if "is already in use by container" in text:
@@ -480,4 +481,4 @@ class Rollout:
             except dc.docker.errors.ImageNotFound:
                 pass
             except dc.docker.errors.APIError as e:
-                self.progress("kept %s: %s" % (image_id[:19], dc._explain(e)))
+                self.progress("kept %s: %s" % (image_id[:19], dc.explain(e)))
