@@ -1,74 +1,156 @@
 # -*- coding: utf-8 -*-
 # Copyright: llmstack.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The Docker SDK in one place: connection, registry login/resolve/pull, container specs.
+"""The Docker SDK in one place: connection, registry login/resolve/pull, a container from a
+ContainerSpec, and errors that say what to do.
 
-Works with the SDK Ubuntu 24.04 and Debian 12 ship (python3-docker 5.x) and with 7.x:
-only APIs present in both are used. Registry credentials stay in memory (the SDK's
-login keeps them in the client), nothing is written to ~/.docker.
+Works with the SDK Ubuntu 24.04 and Debian 12 ship (python3-docker 5.x) and with 7.x: only APIs
+present in both are used. Registry credentials stay in memory (the SDK's login keeps them in the
+client), nothing is written to ~/.docker. Every SDK failure leaves here as a DockerError.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import os
+from contextlib import contextmanager
+
+from ansible_collections.llmstack.deploy.plugins.module_utils import spec as specs
+
 try:
     import docker
     import docker.errors
     import docker.types
+    import requests.exceptions
 
     HAS_DOCKER = True
+    SDK_ERRORS = (docker.errors.DockerException, requests.exceptions.RequestException)
 except ImportError:
     HAS_DOCKER = False
+    SDK_ERRORS = ()
+
+DEFAULT_HOST = "unix:///var/run/docker.sock"
+# moby registers its `gpu` device driver only if this hook is on the daemon's PATH.
+NVIDIA_HOOK = "nvidia-container-runtime-hook"
+DAEMON_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
+# What the daemon says when it can't reach a registry (as opposed to the registry saying no).
+UNREACHABLE = ("connection refused", "no such host", "i/o timeout", "tls handshake timeout", "context deadline",
+               "network is unreachable", "no route to host", "connection reset", "server misbehaving",
+               "502 bad gateway", "503 service unavailable", "504 gateway", "timeout exceeded")
 
 
 class DockerError(Exception):
     """A failure with a message that says what to do; never contains a token."""
 
 
+class RegistryUnreachable(DockerError):
+    """The registry could not be reached (as opposed to refusing us)."""
+
+
+# -------------------------------------------------------------------------- errors
+
+def error_text(err):
+    text = getattr(err, "explanation", None) or str(err)
+    return text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+
+
+def is_unreachable(err):
+    low = error_text(err).lower()
+    return isinstance(err, requests.exceptions.ConnectionError) or any(s in low for s in UNREACHABLE)
+
+
+def explain(err, registry=False):
+    """The daemon's message, with what to do where it is recognised.
+
+    registry=True for login/resolve/pull: only there does "denied" mean the token and "not found"
+    mean a missing image or tag."""
+    text = error_text(err)
+    low = text.lower()
+    status = getattr(err, "status_code", None)
+    if registry:
+        if is_unreachable(err):
+            return "the registry can't be reached (%s)" % text
+        if status == 401 or any(s in low for s in ("unauthorized", "authentication required", "incorrect username",
+                                                   "no basic auth credentials")):
+            return "unauthorized (check the registry username and token, and that the token can read packages)"
+        if "denied" in low:
+            return "access denied (the token can't read this package, or the package is not visible to it): %s" % text
+        if any(s in low for s in ("manifest unknown", "name unknown", "not found")):
+            return "no such image or tag (%s)" % text
+        return text
+    if "could not select device driver" in low:
+        return ("this host's Docker has no NVIDIA GPU support (%s): install the NVIDIA Container Toolkit and "
+                "restart Docker" % text)
+    if "port is already allocated" in low or "address already in use" in low:
+        return "a published port is already in use on this host (%s)" % text
+    if "is already in use by container" in low:
+        return "the name is taken by a container that is not part of this service; rename or remove it (%s)" % text
+    if "permission denied" in low and "docker.sock" in low:
+        return "no permission to use the Docker socket (%s): run the task as root (become: true)" % text
+    if isinstance(err, requests.exceptions.Timeout) or "read timed out" in low:
+        return "the Docker daemon did not answer in time (%s); is it overloaded or hung? (systemctl status docker)" % text
+    return text
+
+
+@contextmanager
+def call(what, registry=False):
+    """Run SDK calls; any SDK failure becomes DockerError('<what>: <explanation>')."""
+    try:
+        yield
+    except SDK_ERRORS as e:
+        if registry and is_unreachable(e):
+            raise RegistryUnreachable("%s: %s" % (what, explain(e, registry=True)))
+        raise DockerError("%s: %s" % (what, explain(e, registry=registry)))
+
+
+# ---------------------------------------------------------------------- connection
+
 def connect(base_url=None, timeout=120):
     if not HAS_DOCKER:
         raise DockerError("the docker Python SDK is missing on this host: install python3-docker "
                           "(apt) or `pip install docker`")
     try:
-        client = docker.DockerClient(base_url=base_url or "unix:///var/run/docker.sock", timeout=timeout)
+        client = docker.DockerClient(base_url=base_url or DEFAULT_HOST, timeout=timeout)
         client.ping()
         return client
     except Exception as e:  # the SDK raises several unrelated types for "no daemon"
         raise DockerError("cannot reach the Docker daemon at %s: %s. Is docker running "
                           "(systemctl status docker) and is this user allowed to use it?"
-                          % (base_url or "/var/run/docker.sock", e))
+                          % (base_url or DEFAULT_HOST, e))
 
 
-def split_image(image):
-    """'ghcr.io/o/app:v1' -> ('ghcr.io/o/app', 'v1', None); 'repo@sha256:..' -> (repo, None, digest)."""
-    if "@" in image:
-        repo, digest = image.split("@", 1)
-        return repo, None, digest
-    last = image.rsplit("/", 1)[-1]
-    if ":" in last:
-        repo, tag = image.rsplit(":", 1)
-        return repo, tag, None
-    return image, "latest", None
+def is_local(base_url):
+    return (base_url or DEFAULT_HOST).startswith("unix://")
 
+
+def gpu_support_missing(base_url):
+    """A reason this host's daemon can't give GPUs (checked before anything is touched), or None.
+
+    Only a local daemon can be checked; a remote one reports it at container start instead."""
+    if not is_local(base_url):
+        return None
+    if any(os.access(os.path.join(d, NVIDIA_HOOK), os.X_OK) for d in DAEMON_PATH):
+        return None
+    return ("gpus: this host has no %s, so Docker can't give a container GPUs: install the NVIDIA Container "
+            "Toolkit (the nvidia_container_toolkit role) and restart Docker" % NVIDIA_HOOK)
+
+
+# ------------------------------------------------------------------------ registry
 
 class Registry:
     """Login, resolve a reference to a digest, and pull only when the image is not local."""
 
-    def __init__(self, client, registry=None, username=None, password=None):
-        self.client = client
-        self.registry = registry
+    def __init__(self, client, host=None, username=None, password=None):
+        self.client, self.host = client, host
         self.auth = {"username": username, "password": password} if username and password else None
         self.logged_in = False
 
     def login(self):
         """Log in on first use only, so a rollback from local images needs no registry."""
         if self.auth and not self.logged_in:
-            try:
-                self.client.login(registry=self.registry, reauth=True, **self.auth)
-            except docker.errors.APIError as e:
-                raise DockerError("login to registry %s as %s failed: %s"
-                                  % (self.registry, self.auth["username"], explain(e)))
+            with call("login to registry %s as %s" % (self.host, self.auth["username"]), registry=True):
+                self.client.login(registry=self.host, reauth=True, **self.auth)
             self.logged_in = True
 
     def local_image(self, ref):
@@ -76,86 +158,129 @@ class Registry:
             return self.client.images.get(ref)
         except docker.errors.ImageNotFound:
             return None
+        except SDK_ERRORS as e:
+            raise DockerError("inspect image %s: %s" % (ref, explain(e)))
 
-    def resolve(self, image, pull=True):
-        """(image object, digest ref 'repo@sha256:...') for image; pulls layers only if missing.
+    def resolve(self, ref, pull=True):
+        """(image object, digest ref 'repo@sha256:...') for a full reference; pulls layers only if missing.
 
         With pull=False (check mode) the image object is None when it is not local yet."""
-        repo, tag, digest = split_image(image)
+        repo, _tag, digest = specs.split_reference(ref)
         if not digest:
             # A tag may have moved: ask the registry (a manifest request, no layers) what it points to.
             self.login()
-            try:
-                digest = self.client.images.get_registry_data(image, auth_config=self.auth).id
-            except docker.errors.APIError as e:
-                raise DockerError("cannot resolve %s in the registry: %s" % (image, explain(e)))
-        ref = "%s@%s" % (repo, digest)
-        local = self.local_image(ref)
+            with call("cannot resolve %s in the registry" % ref, registry=True):
+                digest = self.client.images.get_registry_data(ref, auth_config=self.auth).id
+        digest_ref = "%s@%s" % (repo, digest)
+        local = self.local_image(digest_ref)
         if local is not None or not pull:
-            return local, ref
+            return local, digest_ref
         self.login()
-        try:
+        with call("cannot pull %s" % ref, registry=True):
             self.client.images.pull(repo, tag=digest, auth_config=self.auth)
-        except docker.errors.APIError as e:
-            raise DockerError("cannot pull %s: %s" % (image, explain(e)))
-        local = self.local_image(ref)
+        local = self.local_image(digest_ref)
         if local is None:
-            raise DockerError("pulled %s but cannot find %s locally" % (image, ref))
-        return local, ref
+            raise DockerError("pulled %s but cannot find %s locally" % (ref, digest_ref))
+        return local, digest_ref
 
 
-def explain(err):
-    text = getattr(err, "explanation", None) or str(err)
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    low = text.lower()
-    if "unauthorized" in low or "authentication required" in low or "denied" in low:
-        return "unauthorized (check the registry username and token, and that the token can read packages)"
-    if "manifest unknown" in low or "not found" in low:
-        return "no such image or tag (%s)" % text
-    return text
-
-
-def parse_port(spec):
-    """'127.0.0.1:8001:8000' -> ('8000/tcp', ('127.0.0.1', 8001)); '8001:8000/udp' etc."""
-    proto = "tcp"
-    if "/" in spec:
-        spec, proto = spec.rsplit("/", 1)
-    parts = spec.split(":")
-    if len(parts) == 3:
-        return "%s/%s" % (parts[2], proto), (parts[0], int(parts[1]))
-    if len(parts) == 2:
-        return "%s/%s" % (parts[1], proto), int(parts[0])
-    raise DockerError("port %r: use [host_ip:]host_port:container_port[/proto]" % spec)
-
-
-def parse_volume(spec):
-    """'src:dst[:mode]' -> (src, {'bind': dst, 'mode': mode})."""
-    parts = spec.split(":")
-    if len(parts) not in (2, 3):
-        raise DockerError("volume %r: use source:target[:ro|rw]" % spec)
-    return parts[0], {"bind": parts[1], "mode": parts[2] if len(parts) == 3 else "rw"}
-
+# ---------------------------------------------------------------------- containers
 
 def device_requests(gpus):
-    """'all' | a count | a list of device ids -> Docker device requests (NVIDIA runtime)."""
-    if gpus in (None, "", 0, "0"):
+    """A ContainerSpec's normalised gpus -> Docker device requests (NVIDIA runtime)."""
+    if not gpus:
         return None
     if gpus == "all":
         return [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]
-    if isinstance(gpus, (list, tuple)):
-        return [docker.types.DeviceRequest(device_ids=[str(g) for g in gpus], capabilities=[["gpu"]])]
+    if "count" in gpus:
+        return [docker.types.DeviceRequest(count=gpus["count"], capabilities=[["gpu"]])]
+    return [docker.types.DeviceRequest(device_ids=list(gpus["device_ids"]), capabilities=[["gpu"]])]
+
+
+def container_args(spec, name, slot, labels):
+    """The SDK's containers.create() arguments for spec (the slot's ports for blue_green)."""
+    o = spec.options
+    ports = {}
+    for text in spec.ports_for(slot):
+        port = specs.parse_port(text)
+        ports.setdefault(port["container"], []).append(
+            (port["host_ip"], port["host_port"]) if port["host_ip"] else port["host_port"])
+    kwargs = dict(
+        name=name, command=o["command"], labels=labels, detach=True,
+        # A list keeps exactly what the env files said; the engine applies it like --env-file's list.
+        environment=["%s=%s" % item for item in sorted(spec.environment.items())],
+        ports=dict((k, v[0] if len(v) == 1 else v) for k, v in ports.items()) or None,
+        volumes=list(o["volumes"]) or None,
+        restart_policy={"Name": o["restart_policy"]} if o["restart_policy"] not in (None, "no") else None,
+        mem_limit=o["memory"], nano_cpus=int(o["cpus"] * 1e9) if o["cpus"] else None,
+        device_requests=device_requests(o["gpus"]), ipc_mode=o["ipc_mode"], shm_size=o["shm_size"],
+        user=o["user"], read_only=o["read_only"], security_opt=o["security_opts"] or None,
+        log_config={"Type": o["log_driver"], "Config": o["log_options"]} if o["log_driver"] else None,
+    )
+    if o["networks"]:
+        kwargs["network"] = o["networks"][0]["name"]
+    return dict((k, v) for k, v in kwargs.items() if v is not None)
+
+
+def check_networks(client, spec):
+    """Every network the spec joins must exist (checked before anything is touched)."""
+    for net in spec.options["networks"]:
+        try:
+            found = client.networks.get(net["name"])
+        except docker.errors.NotFound:
+            found = None
+        except SDK_ERRORS as e:
+            raise DockerError("inspect network %s: %s" % (net["name"], explain(e)))
+        if found is None or found.name != net["name"]:
+            raise DockerError("networks: %s does not exist on this host; create it first (docker network create %s)"
+                              % (net["name"], net["name"]))
+
+
+def run_container(client, spec, name, slot, labels):
+    """Create, connect and start a container from spec. On any failure, remove what this call created."""
+    networks = spec.options["networks"]
+    container = None
     try:
-        return [docker.types.DeviceRequest(count=int(gpus), capabilities=[["gpu"]])]
-    except ValueError:
-        return [docker.types.DeviceRequest(device_ids=str(gpus).split(","), capabilities=[["gpu"]])]
+        container = client.containers.create(spec.digest_ref, **container_args(spec, name, slot, labels))
+        for net in networks:
+            network = client.networks.get(net["name"])
+            if net is networks[0]:
+                network.disconnect(container)  # created on it already: reconnect to set the aliases
+            network.connect(container, aliases=net["aliases"] or None)
+        container.start()
+        return container
+    except Exception as e:
+        try:
+            remove(container)  # only what this call created; a stranger holding the name stays
+        except DockerError:
+            pass
+        if isinstance(e, SDK_ERRORS):
+            raise DockerError("cannot start %s: %s" % (name, explain(e)))
+        raise
 
 
 def find(client, name):
+    """The container called exactly name, or None (the daemon also matches id prefixes: not here)."""
     try:
-        return client.containers.get(name)
+        container = client.containers.get(name)
     except docker.errors.NotFound:
         return None
+    except SDK_ERRORS as e:
+        raise DockerError("inspect container %s: %s" % (name, explain(e)))
+    return container if container.name == name else None
+
+
+def labelled(client, label, value=None):
+    """Summaries ({'Id', 'Names', 'Image', 'ImageID', 'Labels', 'State'}) of containers with a label.
+
+    The low-level list inspects nothing, so a container removed meanwhile can't fail it."""
+    with call("list containers"):
+        return client.api.containers(all=True, filters={"label": label if value is None else "%s=%s" % (label, value)})
+
+
+def image_ids_in_use(client):
+    with call("list containers"):
+        return set(c.get("ImageID") for c in client.api.containers(all=True))
 
 
 def logs_tail(container, lines=30):
@@ -166,12 +291,12 @@ def logs_tail(container, lines=30):
 
 
 def remove(container, timeout=10):
+    """Remove a container (its volumes stay); gone already is fine."""
     if container is None:
         return
     try:
         container.remove(force=True, v=False)
     except docker.errors.NotFound:
         pass
-    except docker.errors.APIError:
-        container.stop(timeout=timeout)
-        container.remove(force=True)
+    except SDK_ERRORS as e:
+        raise DockerError("remove container %s: %s" % (container.name, explain(e)))

@@ -7,7 +7,8 @@
 dropped, lines starting with '#' are comments, and the value is everything
 after the first '=' with no quoting or escaping. So a value survives the trip
 unless it holds a line break or NUL, or would lose a trailing '\\r'. Those are
-refused, naming the key and never the value.
+refused, naming the key and never the value. parse() reads a file the way
+Docker does, so the environment a module passes is the one `--env-file` gives.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -15,6 +16,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import hashlib
+import hmac
 import os
 import re
 import stat
@@ -58,29 +60,90 @@ def render(values):
     return "".join(lines)
 
 
-def parse(text):
-    """Read an env file the way Docker does (for diffs and tests)."""
+# Go's unicode.IsSpace, which Docker uses to trim a line's start. Python's str.isspace() differs
+# (it also counts \x1c-\x1f), so the set is spelled out.
+_GO_SPACE = frozenset(u"\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000"
+                      + u"".join(chr(c) for c in range(0x2000, 0x200B)))
+
+
+def _lstrip_go(text):
+    i = 0
+    while i < len(text) and text[i] in _GO_SPACE:
+        i += 1
+    return text[i:]
+
+
+def parse(data, source="env file", strict=True):
+    """Read env file content (bytes or text) exactly as `docker run --env-file` does.
+
+    Docker (cli opts/file.go): lines split on LF with one trailing CR dropped; a UTF-8 BOM dropped
+    from line 1; leading white space (Go's unicode.IsSpace) dropped; blank lines and '#' lines
+    skipped; the value is everything after the first '=' (no quoting, trailing white space kept);
+    the last of a repeated key wins. Docker refuses invalid UTF-8, an empty name, a name with a
+    space or tab, and a line of 64 KiB or more, all naming the line. Two deliberate differences,
+    both refusals: a bare `KEY` (Docker copies it from the CLI's own environment, which on a
+    managed host is an accident) and a NUL byte (Docker accepts it, then the container fails to
+    start). Errors name source and line number, never a value.
+
+    strict=False skips bad lines instead (for showing a diff against a hand-edited file)."""
+    if not isinstance(data, bytes):
+        data = data.encode("utf-8")
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
     values = {}
-    for line in text.split("\n"):
-        line = line.lstrip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.partition("=")
-        if sep:
-            values[key] = value
+    for number, raw in enumerate(lines, 1):
+        try:
+            values.update(_parse_line(raw, number))
+        except EnvFileError as e:
+            if strict:
+                raise EnvFileError("%s line %d: %s" % (source, number, e))
     return values
 
 
-def checksum(content):
-    return hashlib.sha256(content.encode("utf-8")).hexdigest()
+def _parse_line(raw, number):
+    if len(raw) > MAX_LINE_BYTES:
+        raise EnvFileError("the line is 64 KiB or longer (Docker's limit)")
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise EnvFileError("not valid UTF-8")
+    if number == 1 and text.startswith(u"\ufeff"):
+        text = text[1:]
+    line = _lstrip_go(text)
+    if not line or line.startswith("#"):
+        return {}
+    key, sep, value = line.partition("=")
+    if not key:
+        raise EnvFileError("no variable name before '='")
+    if " " in key or "\t" in key:
+        raise EnvFileError("variable name %r contains white space" % key)
+    if not sep:
+        raise EnvFileError("%s has no '=': values are never taken from the environment of the module; "
+                           "write %s=value (or %s= for an empty value)" % (key, key, key))
+    if "\0" in value:
+        raise EnvFileError("the value of %s contains a NUL byte, which no environment variable can hold" % key)
+    return {key: value}
+
+
+def checksum(content, key):
+    """HMAC-SHA256 of content under the host key (see state.host_key).
+
+    Keyed, so a checksum that is returned or stored can't be brute-forced offline to recover a
+    short secret even when every other value in the file is known."""
+    if not isinstance(content, bytes):
+        content = content.encode("utf-8")
+    return hmac.new(key, content, hashlib.sha256).hexdigest()
 
 
 def read(path):
-    """(content, stat) of an existing file, or (None, None)."""
+    """(bytes, stat) of an existing file, or (None, None)."""
     try:
         with open(path, "rb") as f:
             data = f.read()
-        return data.decode("utf-8", "replace"), os.stat(path)
+        return data, os.stat(path)
     except FileNotFoundError:
         return None, None
 
@@ -103,6 +166,21 @@ def redacted_view(values, changed=(), meta=None):
     for key in sorted(values):
         lines.append("%s=%s%s\n" % (key, REDACTED, " (changed)" if key in changed else ""))
     return "".join(lines)
+
+
+def redact(text, values):
+    """text with every one of values replaced by <redacted>, longest first.
+
+    Apps print their config at start, so a log tail may hold env values. A value of under 4
+    characters (a port, a flag) is replaced only where it stands alone between non-alphanumerics,
+    so redacting '1' does not garble every number in the log."""
+    values = sorted(set(v for v in values if v), key=len, reverse=True)
+    for value in values:
+        if len(value) >= 4:
+            text = text.replace(value, REDACTED)
+        else:
+            text = re.sub(r"(?<![A-Za-z0-9])%s(?![A-Za-z0-9])" % re.escape(value), REDACTED, text)
+    return text
 
 
 def write_atomic(path, content, mode=0o600, uid=-1, gid=-1):

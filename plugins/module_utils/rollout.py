@@ -1,178 +1,73 @@
 # -*- coding: utf-8 -*-
 # Copyright: llmstack.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Container rollouts: spec hash, strategies (recreate, blue_green), health, history, lock, prune.
+"""Container rollouts: plan, then recreate or blue_green, with health checks and repair.
 
-One service = one name (`agent_service`). Its containers carry the labels
-llmstack.service, llmstack.slot (blue_green only) and llmstack.spec-hash; its deployment
-record lives in <state_dir>/deployments/<service>.json.
+One service = one name (`agent_service`). Its containers carry the labels llmstack.service,
+llmstack.slot (blue_green) and llmstack.spec-hash. The order of a run:
+
+1. Take the service's lock, then read its history (state.py): never from before the lock.
+2. Build and validate the whole ContainerSpec (spec.py): parameters, env files, networks, GPU
+   support; resolve and pull the image. Bad input fails here, with nothing touched.
+3. Look at the host: which container serves (recreate: <name>; blue_green: the slot the switch
+   file names, the gateway's truth), and whether the history saw it pass its health check.
+   A container counts as current only if it did. That is what lets a run repair one that was
+   killed (async timeout, lost SSH) at any point.
+4. Record the attempt as pending, then act. Any exception after that point brings the previous
+   version back (recreate) or never moves traffic (blue_green).
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import errno
-import fcntl
-import hashlib
-import hmac
-import json
 import os
-import socket
 import time
 
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
+from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, state
+from ansible_collections.llmstack.deploy.plugins.module_utils import spec as specs
 
-LABEL_SERVICE = "llmstack.service"
-LABEL_SLOT = "llmstack.slot"
-LABEL_HASH = "llmstack.spec-hash"
-LABEL_DIGEST = "llmstack.image-digest"
-SLOTS = ("blue", "green")
+SLOTS = specs.SLOTS
 
 
 class RolloutError(Exception):
     pass
 
 
-def now():
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+def checkpoint(phase):
+    """Test hook: LLMSTACK_TEST_FAULT=<phase>:<action>[:<arg>] stops a rollout at a named phase.
+
+    pause:<file> writes this process's pid to <file> and waits to be killed; sleep:<seconds> waits;
+    raise[:timeout] raises (timeout: the SDK's ReadTimeout). The fault tests use it to SIGKILL the
+    module exactly at a phase. Phases: pending, stopped_old, health_wait, switched. Unset, a no-op."""
+    fault = os.environ.get("LLMSTACK_TEST_FAULT", "")
+    want, _sep, rest = fault.partition(":")
+    if not fault or want != phase:
+        return
+    action, _sep, arg = rest.partition(":")
+    if action == "pause":
+        with open(arg, "w") as f:
+            f.write(str(os.getpid()))
+        time.sleep(600)
+    elif action == "sleep":
+        time.sleep(float(arg))
+    elif action == "raise":
+        if arg == "timeout":
+            import requests.exceptions
+            raise requests.exceptions.ReadTimeout("injected at %s" % phase)
+        raise RuntimeError("injected fault at %s" % phase)
 
 
-# ------------------------------------------------------------------------- spec hash
-
-def env_values(env_files, env):
-    """The container's environment: env files in order (Docker semantics), then env."""
-    values = {}
-    for path in env_files or []:
-        content, _stat = envfile.read(path)
-        if content is None:
-            raise RolloutError("env file %s does not exist" % path)
-        values.update(envfile.parse(content))
-    for key, value in (env or {}).items():
-        values[key] = "" if value is None else str(value)
-    return values
+def running(container):
+    return container is not None and container.status == "running"
 
 
-def host_key(state_dir):
-    """A random per-host key (0600) so the stored per-key env hashes can't be brute-forced."""
-    path = os.path.join(state_dir, "spec.key")
-    if not os.path.exists(path):
-        if not os.path.isdir(state_dir):
-            os.makedirs(state_dir, 0o755)
-        envfile.write_atomic(path, hashlib.sha256(os.urandom(32)).hexdigest(), mode=0o600)
-    with open(path) as f:
-        return f.read().strip().encode("ascii")
-
-
-def spec_summary(spec, env, key):
-    """What the spec hash covers, with each env value replaced by a keyed hash.
-
-    Safe to store and show: it names every env key but holds no value."""
-    summary = dict((k, v) for k, v in spec.items() if k != "environment")
-    summary["environment"] = dict((k, hmac.new(key, ("%s=%s" % (k, v)).encode("utf-8"), hashlib.sha256).hexdigest()[:16])
-                                  for k, v in sorted(env.items()))
-    return summary
-
-
-def spec_hash(summary):
-    """One hash over digest, env and run options; key order does not matter."""
-    return hashlib.sha256(json.dumps(summary, sort_keys=True, separators=(",", ":")).encode("utf-8")).hexdigest()
-
-
-def summary_diff(before, after):
-    """Top-level spec keys (and env keys) whose value differs."""
-    before, after = before or {}, after or {}
-    changed = sorted(k for k in set(before) | set(after) if k != "environment" and before.get(k) != after.get(k))
-    benv, aenv = before.get("environment", {}), after.get("environment", {})
-    env = envfile.key_diff(benv, aenv)
-    return {"options": changed, "env": env}
-
-
-# --------------------------------------------------------------------------- history
-
-class History:
-    """<state_dir>/deployments/<service>.json: current, previous and the recent deployments."""
-
-    def __init__(self, state_dir, service, keep=10):
-        self.path = os.path.join(state_dir, "deployments", "%s.json" % service)
-        self.keep = keep
-        self.data = {"service": service, "current": None, "previous": None, "deployments": []}
-        if os.path.exists(self.path):
-            with open(self.path) as f:
-                self.data.update(json.load(f))
-
-    @property
-    def current(self):
-        return self.data.get("current")
-
-    @property
-    def previous(self):
-        return self.data.get("previous")
-
-    def record(self, entry, rollback=False):
-        # A rollback records the previous version as current, so a second rollback returns.
-        entry = dict(entry, time=now(), rollback=rollback)
-        self.data["previous"], self.data["current"] = self.data.get("current"), entry
-        self.data["deployments"] = ([entry] + self.data.get("deployments", []))[:self.keep]
-        self.save()
-
-    def save(self):
-        folder = os.path.dirname(self.path)
-        if not os.path.isdir(folder):
-            os.makedirs(folder, 0o755)
-        envfile.write_atomic(self.path, json.dumps(self.data, indent=2, sort_keys=True) + "\n", mode=0o644)
-
-    def digests_to_keep(self, count):
-        keep = []
-        for entry in [self.current, self.previous] + self.data.get("deployments", []):
-            if entry and entry.get("image_id") not in keep:
-                keep.append(entry.get("image_id"))
-        return keep[:count]
-
-
-# ------------------------------------------------------------------------------ lock
-
-class Lock:
-    """One rollout per service per host: an flock on <state_dir>/locks/<service>.lock."""
-
-    def __init__(self, state_dir, service, timeout=300, sleep=time.sleep):
-        self.path = os.path.join(state_dir, "locks", "%s.lock" % service)
-        self.timeout = timeout
-        self.sleep = sleep
-        self.fd = None
-
-    def __enter__(self):
-        folder = os.path.dirname(self.path)
-        if not os.path.isdir(folder):
-            os.makedirs(folder, 0o755)
-        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        deadline = time.monotonic() + self.timeout
-        while True:
-            try:
-                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except (IOError, OSError) as e:
-                if e.errno not in (errno.EAGAIN, errno.EACCES):
-                    raise
-                if time.monotonic() >= deadline:
-                    holder = os.pread(self.fd, 512, 0).decode("utf-8", "replace").strip() or "unknown"
-                    os.close(self.fd)
-                    raise RolloutError("another rollout holds %s (%s); waited %ss"
-                                       % (self.path, holder, self.timeout))
-                self.sleep(0.5)
-        os.ftruncate(self.fd, 0)
-        holder = "pid %d on %s since %s\n" % (os.getpid(), socket.gethostname(), now())
-        os.pwrite(self.fd, holder.encode(), 0)
-        return self
-
-    def __exit__(self, *exc):
-        os.ftruncate(self.fd, 0)
-        fcntl.flock(self.fd, fcntl.LOCK_UN)
-        os.close(self.fd)
+def other_slot(slot):
+    return "green" if slot == "blue" else "blue"
 
 
 # ---------------------------------------------------------------------------- health
@@ -182,7 +77,7 @@ class Health:
 
     def __init__(self, kind="auto", url=None, status=200, interval=2.0, probe_timeout=5.0,
                  start_period=0.0, timeout=300.0, sleep=time.sleep, clock=time.monotonic):
-        self.kind, self.url, self.status = kind, url, status
+        self.kind, self.url, self.status = kind or "auto", url, status
         self.interval, self.probe_timeout, self.start_period = interval, probe_timeout, start_period
         self.timeout, self.sleep, self.clock = timeout, sleep, clock
 
@@ -197,25 +92,25 @@ class Health:
         phase_logged = -1
         while True:
             waited = self.clock() - start
-            container.reload()
-            state = container.attrs.get("State", {})
-            if state.get("Status") in ("exited", "dead") or (state.get("Restarting") and state.get("ExitCode")):
+            with dc.call("inspect %s" % container.name):
+                container.reload()
+            current = container.attrs.get("State", {})
+            if current.get("Status") in ("exited", "dead") or (current.get("Restarting") and current.get("ExitCode")):
                 raise RolloutError("container %s exited with code %s while starting"
-                                   % (container.name, state.get("ExitCode")))
+                                   % (container.name, current.get("ExitCode")))
             if kind == "docker":
-                health = state.get("Health") or {}
-                status = health.get("Status")
+                health = current.get("Health") or {}
                 logs = health.get("Log") or []
                 last = (logs[-1].get("Output") or "").strip() if logs else ""
-                if status == "healthy":
+                if health.get("Status") == "healthy":
                     return kind
-                if status == "unhealthy":
+                if health.get("Status") == "unhealthy":
                     raise RolloutError("container %s is unhealthy: %s" % (container.name, last[-500:]))
             elif kind == "http":
                 ok, last = self.probe(url)
                 if ok:
                     return kind
-            elif state.get("Running") and waited >= self.start_period:
+            elif current.get("Running") and waited >= self.start_period:
                 return kind
             if waited >= self.timeout:
                 raise RolloutError("container %s not healthy after %ds (%s): %s"
@@ -240,245 +135,429 @@ class Health:
 
 # --------------------------------------------------------------------------- rollout
 
-def other_slot(slot):
-    return "green" if slot == "blue" else "blue"
-
-
 class Rollout:
-    """Plan and carry out one service's rollout. `p` is the module's parameters."""
+    """One service's run. `p` is the module's parameters."""
 
     def __init__(self, client, p, check_mode=False, sleep=time.sleep):
         self.client, self.p, self.check_mode, self.sleep = client, p, check_mode, sleep
-        self.name = p["name"]
-        self.started = time.monotonic()
-        self.phases = []
-        self.history = History(p["state_dir"], self.name)
-        self.health = Health(sleep=sleep, timeout=p["health_timeout"], **(p.get("healthcheck") or {}))
+        self.name, self.strategy = p["name"], p["strategy"]
+        self.log = state.DeployLog(p["state_dir"], self.name, enabled=not check_mode)
+        self.warnings = []
+        self.history = self.spec = self.key = None
+        self.summary = self.before = self.outage = None
 
-    def progress(self, message):
-        """Record a phase: in the result, and appended to <state_dir>/deployments/<name>.log so a
-        person (or an async-polling task) can follow a long health wait while it runs."""
-        line = "[%5.1fs] %s" % (time.monotonic() - self.started, message)
-        self.phases.append(line)
-        if not self.check_mode:
-            folder = os.path.dirname(self.history.path)
-            if not os.path.isdir(folder):
-                os.makedirs(folder, 0o755)
-            with open(os.path.join(folder, "%s.log" % self.name), "a") as f:
-                f.write("%s %s\n" % (now(), line))
+    def warn(self, message):
+        self.warnings.append(message)
+        self.log("warning: " + message)
 
-    # ----- desired and current state
+    # ----- entry point
+
+    def run(self):
+        p = self.p
+        with state.Lock(p["state_dir"], self.name, timeout=p["lock_timeout"], shared=self.check_mode):
+            # Read under the lock: a run that waited works from the other run's result.
+            self.history = state.History(p["state_dir"], self.name)
+            self.before = self.history.current
+            if p["state"] == "absent":
+                return self.absent()
+            # Check mode on a fresh host: a throwaway key (nothing is stored, nothing can match).
+            self.key = state.host_key(p["state_dir"], create=not self.check_mode) or os.urandom(32)
+            spec, image, rollback = self.plan()
+            return self.apply(spec, image, rollback)
+
+    def plan(self):
+        """(spec, image, rollback) with the whole spec validated and the image local; nothing touched."""
+        p = self.p
+        rollback = target = None
+        if p["state"] == "rolled_back":
+            target, note = self.history.rollback_target()
+            spec = specs.ContainerSpec.from_record(self.name, self.strategy, target)
+            current = self.history.current
+            rollback = {"to": target["seq"], "note": note,
+                        "from": current["seq"] if target is not current else (current.get("rollback_of") or None)}
+        else:
+            spec = specs.ContainerSpec.from_params(p)
+        spec.load_env(self.key)
+        dc.check_networks(self.client, spec)
+        if spec.options["gpus"]:
+            missing = dc.gpu_support_missing(p["docker_host"])
+            if missing:
+                raise specs.SpecError(missing)
+        if self.strategy == "blue_green":
+            self.check_switch_folder()
+        registry = dc.Registry(self.client, spec.registry, p["registry_username"], p["registry_password"])
+        if target is not None:
+            self.log(rollback["note"])
+            image = registry.local_image(target["image_id"])
+            if image is None:
+                raise RolloutError("the image of deployment #%d, %s (%s), is no longer on this host; deploy it "
+                                   "again with state: present" % (target["seq"], target["digest_ref"], target["image_id"]))
+            changed = spec.changed_env_files()
+            if changed:
+                self.warn("env file(s) %s changed since deployment #%d; the rollback uses their current content "
+                          "(values are never recorded)" % (", ".join(changed), target["seq"]))
+        else:
+            self.log("resolving %s" % spec.image)
+            try:
+                image, spec.digest_ref = registry.resolve(spec.image, pull=not self.check_mode)
+            except dc.RegistryUnreachable as e:
+                image = self.outage_fallback(spec, registry, e)
+        self.spec = spec
+        return spec, image, rollback
+
+    def outage_fallback(self, spec, registry, error):
+        """The registry is down: keep the digest recorded for this same tag, if a run can be a no-op."""
+        current = self.history.current
+        if not current or current.get("image") != spec.image:
+            raise error
+        spec.digest_ref = current["digest_ref"]
+        self.outage = "%s; kept %s, the digest recorded for %s" % (error, current["digest_ref"], spec.image)
+        return registry.local_image(current["image_id"])
+
+    def changing(self, result):
+        """Called where a run decides to change the host, before it does."""
+        if self.outage:
+            raise dc.RegistryUnreachable("%s: only a run that changes nothing can go ahead without the registry"
+                                         % self.outage)
+        result["changed"] = True
+
+    def apply(self, spec, image, rollback):
+        hash_ = spec.hash(self.key)
+        self.summary = spec.summary(self.key)
+        current = self.history.current or {}
+        result = {"service": self.name, "strategy": self.strategy, "image": spec.image, "digest_ref": spec.digest_ref,
+                  "spec_hash": hash_, "previous": current.get("digest_ref"), "image_id": image.id if image else None,
+                  "changes": specs.summary_diff(current.get("summary"), self.summary)}
+        if rollback:
+            result["rollback"] = rollback
+        entry = {"image": spec.image, "digest_ref": spec.digest_ref, "image_id": image.id if image else None,
+                 "strategy": self.strategy, "spec": spec.record(), "spec_hash": hash_, "summary": self.summary,
+                 "rollback_of": rollback and rollback["from"]}
+        if self.strategy == "recreate":
+            self.recreate(spec, hash_, entry, result)
+        else:
+            self.blue_green(spec, hash_, entry, result)
+        if self.outage:
+            self.warn("registry unreachable: %s" % self.outage)
+        if result["changed"] and not self.check_mode:
+            self.prune()
+        result["phases"] = self.log.lines
+        return result
+
+    # ----- what is on the host
 
     def container_name(self, slot=None):
         return "%s-%s" % (self.name, slot) if slot else self.name
 
-    def desired(self, digest_ref):
-        p = self.p
-        env = env_values(p["env_files"], p["env"])
-        spec = {
-            "image": digest_ref,
-            "command": p["command"],
-            "environment": env,
-            "ports": p["ports"] if p["strategy"] == "recreate" else p["slots"],
-            "volumes": p["volumes"], "networks": p["networks"], "restart_policy": p["restart_policy"],
-            "memory": p["memory"], "cpus": p["cpus"], "gpus": p["gpus"], "ipc_mode": p["ipc_mode"],
-            "shm_size": p["shm_size"], "user": p["user"], "read_only": p["read_only"],
-            "security_opts": p["security_opts"], "log_driver": p["log_driver"], "log_options": p["log_options"],
-            "labels": p["labels"], "healthcheck": p.get("healthcheck"),
-        }
-        summary = spec_summary(spec, env, host_key(p["state_dir"]))
-        return env, summary, spec_hash(summary)
-
     def owned(self, name):
         """The container called name, if this service manages it; a stranger is an error, never touched."""
         container = dc.find(self.client, name)
-        if container is not None and container.labels.get(LABEL_SERVICE) != self.name:
+        if container is not None and container.labels.get(specs.LABEL_SERVICE) != self.name:
             raise RolloutError("a container named %s exists but is not managed as service %s (label %s); "
-                               "rename or remove it first" % (name, self.name, LABEL_SERVICE))
+                               "rename or remove it first" % (name, self.name, specs.LABEL_SERVICE))
         return container
 
-    def live(self):
-        """(container, slot) now serving, or (None, None)."""
-        if self.p["strategy"] == "recreate":
-            self.owned(self.name + "-previous")
-            return self.owned(self.name), None
-        current = self.history.current or {}
-        slots = [current.get("slot")] + list(SLOTS) if current.get("slot") else list(SLOTS)
-        for slot in slots:
-            c = self.owned(self.container_name(slot))
-            if c is not None and c.status == "running":
-                return c, slot
-        return None, None
+    def refuse_other_strategy(self):
+        other = [self.container_name(s) for s in SLOTS] if self.strategy == "recreate" else [self.name]
+        for name in other:
+            if self.owned(name) is not None:
+                raise RolloutError("%s runs with the other strategy (container %s exists); remove the service with "
+                                   "state: absent first, or keep its strategy" % (self.name, name))
 
-    # ----- containers
+    # ----- health and failures
 
-    def slot_ports(self, slot):
-        return self.p["ports"] if slot is None else (self.p["slots"].get(slot) or {}).get("ports", [])
+    def health(self, spec):
+        config = dict((k, v) for k, v in (spec.health.get("healthcheck") or {}).items() if v is not None)
+        return Health(sleep=self.sleep, timeout=spec.health.get("health_timeout") or 300, **config)
 
-    def create(self, name, digest_ref, env, hash_, slot=None):
-        p = self.p
-        ports = self.slot_ports(slot)
-        labels = dict(p["labels"] or {})
-        labels.update({LABEL_SERVICE: self.name, LABEL_HASH: hash_, LABEL_DIGEST: digest_ref.split("@", 1)[-1]})
-        if slot:
-            labels[LABEL_SLOT] = slot
-        kwargs = dict(
-            name=name, command=p["command"], environment=env, labels=labels, detach=True,
-            ports=dict(dc.parse_port(s) for s in ports) or None,
-            volumes=dict(dc.parse_volume(v) for v in p["volumes"]) or None,
-            restart_policy={"Name": p["restart_policy"]} if p["restart_policy"] != "no" else None,
-            mem_limit=p["memory"], nano_cpus=int(p["cpus"] * 1e9) if p["cpus"] else None,
-            device_requests=dc.device_requests(p["gpus"]), ipc_mode=p["ipc_mode"], shm_size=p["shm_size"],
-            user=p["user"], read_only=p["read_only"], security_opt=p["security_opts"] or None,
-            log_config={"Type": p["log_driver"], "Config": dict((k, str(v)) for k, v in (p["log_options"] or {}).items())},
-        )
-        kwargs = dict((k, v) for k, v in kwargs.items() if v is not None)
-        networks = p["networks"] or []
-        if networks:
-            kwargs["network"] = networks[0]["name"]
-        container = None
-        try:
-            container = self.client.containers.create(digest_ref, **kwargs)
-            for net in networks:
-                network = self.client.networks.get(net["name"])
-                if net is networks[0]:
-                    # created on it already: reconnect to set the aliases
-                    network.disconnect(container)
-                network.connect(container, aliases=net.get("aliases") or None)
-            container.start()
-        except dc.docker.errors.APIError as e:
-            dc.remove(container)  # only what this run created; a stranger holding the name stays
-            text = dc.explain(e)
-            if "port is already allocated" in text or "address already in use" in text:
-                raise RolloutError("cannot start %s: a port in %s is already in use on this host" % (name, ports))
-            if "is already in use by container" in text:
-                raise RolloutError("cannot create %s: the name is taken by a container that is not part of this "
-                                   "service; rename or remove it" % name)
-            raise RolloutError("cannot start %s: %s" % (name, text))
-        return container
-
-    def host_port(self, slot):
-        ports = self.slot_ports(slot)
-        if not ports:
-            return None
-        published = dc.parse_port(ports[0])[1]
-        return published[1] if isinstance(published, tuple) else published
-
-    def start_healthy(self, name, digest_ref, env, hash_, slot=None):
-        self.progress("starting %s from %s" % (name, digest_ref))
-        container = self.create(name, digest_ref, env, hash_, slot)
-        try:
-            # healthcheck.url may say {port}: the slot's first published host port.
-            url = self.health.url.replace("{port}", str(self.host_port(slot))) if self.health.url else None
-            kind = self.health.wait(container, self.progress, url=url)
-        except RolloutError as e:
-            logs = dc.logs_tail(container)
-            dc.remove(container)
-            raise RolloutError("%s\n--- last lines of %s's log ---\n%s" % (e, name, logs.rstrip()))
-        self.progress("%s is healthy (%s)" % (name, kind))
-        return container
-
-    # ----- strategies
-
-    def recreate(self, old, digest_ref, env, hash_):
-        prev_name = self.name + "-previous"
-        dc.remove(dc.find(self.client, prev_name))  # left over from an interrupted run
-        if old is not None:
-            self.progress("stopping %s" % old.name)
-            old.stop(timeout=self.p["stop_timeout"])
-            old.rename(prev_name)
-        try:
-            new = self.start_healthy(self.name, digest_ref, env, hash_)
-        except RolloutError as e:
-            if old is None:
-                raise
-            old.rename(self.name)
-            old.start()
-            self.progress("restarted the previous container %s" % self.name)
-            raise RolloutError("%s\nThe previous version was restarted and is serving." % e)
-        if old is not None:
-            dc.remove(old)
-        return new, None
-
-    def blue_green(self, old, old_slot, digest_ref, env, hash_):
-        slot = other_slot(old_slot) if old_slot else "blue"
+    def start(self, spec, slot, hash_):
         name = self.container_name(slot)
-        dc.remove(dc.find(self.client, name))  # the slot's previous container: its image stays on the host
+        self.log("starting %s from %s" % (name, spec.digest_ref))
+        labels = dict(spec.options["labels"])
+        labels.update({specs.LABEL_SERVICE: self.name, specs.LABEL_HASH: hash_,
+                       specs.LABEL_DIGEST: spec.digest_ref.split("@", 1)[-1]})
+        if slot:
+            labels[specs.LABEL_SLOT] = slot
+        return dc.run_container(self.client, spec, name, slot, labels)
+
+    def begin(self, entry, result):
+        """Record the attempt as pending: from here on, the next run knows what this one was doing."""
+        entry = self.history.begin(entry)
+        result["deployment"] = entry["seq"]
+        checkpoint("pending")
+        return entry
+
+    def resume(self, container):
+        """A container an interrupted run started with the wanted spec: check its health instead of replacing it."""
+        self.log("resuming: %s runs the wanted spec but never passed its health check" % container.name)
+        return container
+
+    def wait_healthy(self, container, spec, slot):
+        checkpoint("health_wait")
+        kind = self.health(spec).wait(container, self.log, url=spec.health_url(slot))
+        self.log("%s is healthy (%s)" % (container.name, kind))
+
+    def failure(self, error, container, spec):
+        """The message for a failed rollout: the error, the new container's last log lines, and no env value."""
+        message = str(error) or error.__class__.__name__
+        if not isinstance(error, (RolloutError, dc.DockerError, specs.SpecError, state.StateError)):
+            message = "%s: %s" % (error.__class__.__name__, message)
+        if container is not None and isinstance(error, RolloutError):
+            message += "\n--- last lines of %s's log ---\n%s" % (container.name, dc.logs_tail(container).rstrip())
+        return envfile.redact(message, spec.env_values())
+
+    def discard(self, container, notes):
         try:
-            new = self.start_healthy(name, digest_ref, env, hash_, slot)
-        except RolloutError as e:
-            raise RolloutError("%s\nTraffic was not switched: %s is still serving." % (e, old.name if old else "nothing"))
-        self.switch(slot)
-        if old is not None:
-            # Requests routed before the switch finish; the app stops on SIGTERM after its in-flight work.
-            self.sleep(self.p["switch_settle"])
-            self.progress("draining %s (up to %ss)" % (old.name, self.p["drain_seconds"]))
-            old.stop(timeout=self.p["drain_seconds"])
-        return new, slot
+            dc.remove(container)
+        except dc.DockerError as e:
+            notes.append("Removing %s failed too: %s" % (container.name, e))
+
+    def restored_spec(self, spec):
+        """The spec of the deployment a failed recreate goes back to (its health probe, its port)."""
+        previous = self.history.current
+        if previous and (previous.get("spec") or {}).get("options"):
+            restored = specs.ContainerSpec.from_record(self.name, self.strategy, previous)
+            restored.environment = {}
+            return restored
+        return spec
+
+    def bring_back(self, container, spec):
+        """Rename the previous container back and start it: any failed recreate ends here."""
+        name = self.container_name()
+        try:
+            with dc.call("bring back %s" % name):
+                container.reload()
+                if container.name != name:
+                    container.rename(name)
+                if container.status != "running":
+                    container.start()
+            self.log("restarted the previous container %s" % name)
+            try:
+                restored = self.restored_spec(spec)
+                health = self.health(restored)
+                health.timeout = min(health.timeout, 60)  # the failure is reported either way; don't wait long
+                health.wait(container, self.log, url=restored.health_url())
+            except (RolloutError, dc.DockerError, specs.SpecError) as e:
+                return "The previous version was restarted but is not healthy yet: %s" % e
+            return "The previous version was restarted and is serving."
+        except dc.DockerError as e:
+            return ("Bringing the previous version back failed too (%s). It is the container %s: start it with "
+                    "`docker rename %s %s; docker start %s`, or re-run this task." % (e, container.name, container.name,
+                                                                                      name, name))
+
+    # ----- recreate
+
+    def recreate(self, spec, hash_, entry, result):
+        self.refuse_other_strategy()
+        main, prev = self.owned(self.name), self.owned(self.container_name("previous"))
+        main_ok = running(main) and self.history.is_current_container(main)
+        result.update(changed=False, slot=None, container=self.name)
+        if prev is not None and main_ok:
+            # A rollout that succeeded was killed before it removed the old container.
+            result["changed"] = True
+            if not self.check_mode:
+                self.log("removing %s, left by an interrupted run" % prev.name)
+                dc.remove(prev)
+            prev = None
+        if main_ok and main.labels.get(specs.LABEL_HASH) == hash_:
+            result["image_id"] = main.attrs.get("Image")
+            return
+        self.changing(result)
+        if self.check_mode:
+            return
+        adopt = leftover = None
+        if running(main) and main.labels.get(specs.LABEL_HASH) == hash_ and not main_ok:
+            # An interrupted run started it and never saw it healthy: check it now instead of recreating.
+            adopt, restore = main, prev
+        else:
+            restore = prev if prev is not None and not self.history.is_current_container(main) else main
+            leftover = main if main is not None and restore is not main else None
+
+        def replace():
+            if leftover is not None:
+                self.log("removing %s, left unverified by an interrupted run" % leftover.name)
+                dc.remove(leftover)
+            if restore is not None and restore is main:
+                self.log("stopping %s" % main.name)
+                with dc.call("stop %s" % main.name):
+                    main.stop(timeout=self.p["stop_timeout"])
+                with dc.call("rename %s" % main.name):
+                    main.rename(self.container_name("previous"))
+                checkpoint("stopped_old")
+            return self.start(spec, None, hash_)
+
+        entry = self.begin(entry, result)
+        new, notes = None, []
+        try:
+            new = self.resume(adopt) if adopt is not None else replace()
+            self.wait_healthy(new, spec, None)
+        except Exception as e:  # any failure from here on brings the previous version back
+            message = self.failure(e, new, spec)
+            if new is not None and (new is not adopt or restore is not None):
+                self.discard(new, notes)
+            elif new is not None:
+                notes.append("%s was left running as it was: there is no earlier version to go back to." % new.name)
+            if restore is not None:
+                notes.append(self.bring_back(restore, spec))
+            self.history.fail(entry, message)
+            raise RolloutError("\n".join([message] + notes))
+        if restore is not None and restore is not new:
+            try:
+                dc.remove(restore)
+            except dc.DockerError as e:
+                self.warn("the new version serves, but the old container stays: %s" % e)
+        self.history.succeed(entry, new.id)
+        result.update(container=new.name, image_id=result["image_id"] or new.attrs.get("Image"))
+
+    # ----- blue_green
+
+    def check_switch_folder(self):
+        folder = os.path.dirname(os.path.abspath(self.p["switch_file"]))
+        if not os.path.isdir(folder):
+            raise specs.SpecError("switch_file: the folder %s does not exist (the gateway role creates it)" % folder)
+
+    def read_switch(self):
+        """The slot the gateway sends traffic to, from the switch file; None if there is none yet."""
+        path = self.p["switch_file"]
+        try:
+            with open(path) as f:
+                content = f.read().strip()
+        except (IOError, OSError) as e:
+            if not os.path.exists(path):
+                return None
+            raise RolloutError("cannot read the switch file %s: %s" % (path, e))
+        for slot in SLOTS:
+            if content == "%s_%s" % (self.name, slot):
+                return slot
+        raise RolloutError("the switch file %s says %r, not %s_blue or %s_green: fix or remove it (the gateway "
+                           "reads it to pick the live slot)" % (path, content[:80], self.name, self.name))
 
     def switch(self, slot):
-        """Point the gateway at slot: rewrite the switch file the gateway reads per request."""
-        path = self.p["switch_file"]
-        if not path:
+        """Point the gateway at slot: rewrite the switch file it reads per request (no reload)."""
+        state.write_file(self.p["switch_file"], "%s_%s\n" % (self.name, slot), mode=0o644)
+        self.log("switched traffic to %s (%s)" % (slot, self.p["switch_file"]))
+
+    def drain(self, container):
+        """Stop the old slot after the switch; requests it already has finish within drain_seconds."""
+        self.log("draining %s (up to %ss)" % (container.name, self.p["drain_seconds"]))
+        try:
+            with dc.call("stop %s" % container.name):
+                container.stop(timeout=self.p["drain_seconds"])
+        except dc.DockerError as e:
+            self.warn("the new slot serves, but stopping the old one failed (the next run retries): %s" % e)
+
+    def blue_green(self, spec, hash_, entry, result):
+        self.refuse_other_strategy()
+        containers = dict((s, self.owned(self.container_name(s))) for s in SLOTS)
+        switched = self.read_switch()
+        live_slot = switched if switched and running(containers[switched]) else None
+        live = containers[live_slot] if live_slot else None
+        target = other_slot(live_slot or switched) if (live_slot or switched) else "blue"
+        standby = containers[target]
+        result.update(changed=False, slot=live_slot, container=live.name if live else None)
+        if live is not None and live.labels.get(specs.LABEL_HASH) == hash_:
+            verified = self.history.is_current_container(live)
+            if verified and not running(standby):
+                result["image_id"] = live.attrs.get("Image")
+                return
+            # A run was killed after its switch (the gateway already sends traffic to the wanted spec) or
+            # during its drain: confirm and record the live slot, then drain the other one.
+            self.changing(result)
+            if self.check_mode:
+                return
+            if not verified:
+                entry = self.begin(entry, result)
+                self.log("resuming: %s already serves the wanted spec" % live.name)
+                try:
+                    self.wait_healthy(live, spec, live_slot)
+                except Exception as e:
+                    message = self.failure(e, live, spec)
+                    self.history.fail(entry, message)
+                    raise RolloutError("%s\nTraffic stays on %s; nothing was changed." % (message, live.name))
+                self.history.succeed(entry, live.id, live_slot)
+            if running(standby):
+                self.drain(standby)
             return
-        content = "%s_%s\n" % (self.name, slot)
-        envfile.write_atomic(path, content, mode=0o644)
-        self.progress("switched traffic to %s (%s)" % (slot, path))
-
-    # ----- entry point
-
-    def run(self, registry, image_ref, rollback=False):
-        old, old_slot = self.live()
-        if rollback:
-            prev = self.history.previous
-            if not prev:
-                raise RolloutError("no previous deployment of %s is recorded in %s" % (self.name, self.history.path))
-            if registry.local_image(prev["image_id"]) is None:
-                raise RolloutError("the previous image %s (%s) is no longer on this host"
-                                   % (prev["digest_ref"], prev["image_id"]))
-            image, digest_ref = registry.local_image(prev["image_id"]), prev["digest_ref"]
-            requested = prev.get("image")
-        else:
-            self.progress("resolving %s" % image_ref)
-            image, digest_ref = registry.resolve(image_ref, pull=not self.check_mode)
-            requested = image_ref
-        env, summary, hash_ = self.desired(digest_ref)
-        self.summary = summary
-        current = self.history.current or {}
-        result = {
-            "service": self.name, "strategy": self.p["strategy"], "image": requested, "digest_ref": digest_ref,
-            "spec_hash": hash_, "slot": old_slot, "previous": current.get("digest_ref"),
-            "changes": summary_diff(current.get("summary"), summary),
-        }
-        if old is not None and old.status == "running" and old.labels.get(LABEL_HASH) == hash_:
-            result.update(changed=False, container=old.name, image_id=old.image.id)
-            return result
-        result["changed"] = True
+        self.changing(result)
         if self.check_mode:
+            return
+
+        def replace():
+            dc.remove(standby)  # the slot's previous container; its image stays for rollbacks
+            return self.start(spec, target, hash_)
+
+        entry = self.begin(entry, result)
+        adopt = standby if running(standby) and standby.labels.get(specs.LABEL_HASH) == hash_ else None
+        new, notes = None, []
+        try:
+            new = self.resume(adopt) if adopt is not None else replace()
+            self.wait_healthy(new, spec, target)
+            self.switch(target)
+        except Exception as e:  # any failure before the switch leaves traffic where it was
+            message = self.failure(e, new, spec)
+            if new is not None:
+                self.discard(new, notes)  # it never served: safe to remove
+            self.history.fail(entry, message)
+            raise RolloutError("\n".join([message, "Traffic was not switched: %s is still serving."
+                                          % (live.name if live else "nothing")] + notes))
+        checkpoint("switched")
+        self.history.succeed(entry, new.id, target)
+        result.update(slot=target, container=new.name, image_id=result["image_id"] or new.attrs.get("Image"))
+        if live is not None:
+            # Requests routed before the switch finish; the app stops on SIGTERM after its in-flight work.
+            self.sleep(self.p["switch_settle"])
+            self.drain(live)
+
+    # ----- absent
+
+    def absent(self):
+        found = dc.labelled(self.client, specs.LABEL_SERVICE, self.name)
+        names = sorted(n.lstrip("/") for c in found for n in c.get("Names", [])[:1])
+        result = {"service": self.name, "changed": bool(found) or self.history.exists, "removed": names,
+                  "phases": self.log.lines}
+        if not result["changed"] or self.check_mode:
             return result
-        if self.p["strategy"] == "recreate":
-            new, slot = self.recreate(old, digest_ref, env, hash_)
-        else:
-            new, slot = self.blue_green(old, old_slot, digest_ref, env, hash_)
-        entry = {"image": requested, "digest_ref": digest_ref, "image_id": image.id, "spec_hash": hash_,
-                 "summary": summary, "slot": slot, "strategy": self.p["strategy"]}
-        self.history.record(entry, rollback=rollback)
-        self.prune()
-        result.update(slot=slot, container=new.name, image_id=image.id, phases=self.phases)
+        for summary in found:
+            container = dc.find(self.client, summary["Names"][0].lstrip("/"))
+            if container is None:
+                continue
+            self.log("removing %s" % container.name)
+            with dc.call("stop %s" % container.name):
+                container.stop(timeout=self.p["stop_timeout"])
+            dc.remove(container)
+        self.history.remove()
         return result
 
-    def prune(self):
-        """Remove the images of recorded deployments older than the last keep_images.
+    # ----- prune
 
-        Only images this service deployed are candidates; one a container still uses stays."""
-        keep = set(self.history.digests_to_keep(self.p["keep_images"]))
-        recorded = set(e.get("image_id") for e in self.history.data.get("deployments", []) if e)
-        in_use = set(c.attrs.get("Image") for c in self.client.containers.list(all=True))
-        for image_id in sorted(recorded - keep - in_use):
+    def prune(self):
+        """Remove images of this service's recorded deployments beyond the last keep_images good ones.
+
+        Failed deployments' images go too. An image another service's history names, or any
+        container uses, stays."""
+        keep = set(self.history.images_to_keep(self.p["keep_images"]))
+        try:
+            others = self.images_of_other_services()
+            in_use = dc.image_ids_in_use(self.client)
+        except (dc.DockerError, state.StateError) as e:
+            self.warn("pruning skipped: %s" % e)
+            return
+        for image_id in sorted(set(self.history.image_ids()) - keep - others - in_use):
             try:
                 self.client.images.remove(image_id, force=True)
-                self.progress("pruned %s" % image_id[:19])
+                self.log("pruned %s" % image_id[:19])
             except dc.docker.errors.ImageNotFound:
                 pass
-            except dc.docker.errors.APIError as e:
-                self.progress("kept %s: %s" % (image_id[:19], dc.explain(e)))
+            except dc.SDK_ERRORS as e:
+                self.log("kept %s: %s" % (image_id[:19], dc.explain(e)))
+
+    def images_of_other_services(self):
+        folder = self.history.folder
+        ids = set()
+        for filename in sorted(os.listdir(folder)):
+            if filename.endswith(".json") and filename != os.path.basename(self.history.path):
+                try:
+                    ids.update(state.History(self.p["state_dir"], filename[:-5]).image_ids())
+                except state.StateError as e:
+                    raise state.StateError("cannot tell which images %s needs: %s" % (filename[:-5], e))
+        return ids

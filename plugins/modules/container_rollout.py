@@ -13,46 +13,80 @@ module: container_rollout
 short_description: Roll out a service's container with health checks and automatic rollback
 version_added: 0.1.0
 description:
-  - Logs in to a registry (default C(ghcr.io)), resolves O(image) to a digest and pulls it only if the
-    host does not have it yet, then runs the service's container.
-  - If the running container already has the wanted digest and the same spec hash (run options plus
-    the content of every env file), nothing is touched and the result is C(changed=false).
-  - C(recreate) stops the old container, starts the new one and waits until it is healthy. If it is not,
+  - Logs in to a registry, resolves O(image) to a digest and pulls it only if the host does not have it
+    yet, then runs the service's container.
+  - The whole container spec (ports, volumes, networks, GPUs, env files, ...) is validated before anything
+    on the host is touched, so bad input fails with a message naming the option and leaves the running
+    container alone.
+  - If the container that serves has the wanted digest and the same spec hash (run options plus the content
+    of every env file), and the module saw it pass its health check, nothing is touched (C(changed=false)).
+  - C(recreate) stops the old container, starts the new one and waits until it is healthy. On any failure
     the new container is removed and the old one started again.
   - C(blue_green) starts the new container in the other slot (C(<name>-blue)/C(<name>-green), each with
     its own host ports), waits until it is healthy, switches traffic by rewriting O(switch_file) (the
     gateway reads it per request, so no reload drops connections), then stops the old slot gracefully
     within O(drain_seconds). A new slot that fails its health check is removed; traffic never moves.
-  - Each service keeps a deployment record in O(state_dir)C(/deployments/<name>.json) (current and
-    previous digest, spec hash, time). O(state=rolled_back) returns to the previous digest from the
-    image kept on the host, with no registry call.
-  - One rollout per service per host at a time (a file lock in O(state_dir)C(/locks/)).
+  - Each service keeps its deployment history in O(state_dir)C(/deployments/<name>.json) (0600), with every
+    attempt with its status, digest, spec hash and recorded spec (run options, env file paths and their
+    checksums, health check; never an env file value). Phases go to C(<name>.log) beside it.
+  - O(state=rolled_back) recreates the previous good deployment exactly as recorded (digest, run options,
+    env files, health check) from the image kept on the host, with no registry call. A failed or
+    rolled-back deployment is never a rollback target, and repeating a rollback changes nothing.
+  - Crash-safe. Every attempt is recorded as pending before anything is touched, and the live slot comes
+    from O(switch_file) (the gateway's truth), so a run killed at any point (an C(async) timeout, a lost
+    connection) is repaired by the next run. A container the module never saw healthy is health-checked
+    again instead of being counted as current.
+  - One rollout per service per host at a time (a file lock in O(state_dir)C(/locks/)); the history is read
+    under that lock.
 author:
   - llmstack.deploy maintainers (@llmstack)
+extends_documentation_fragment:
+  - llmstack.deploy.attributes
+  - llmstack.deploy.attributes.actiongroup_docker
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Resolves the image in the registry but pulls nothing; creates nothing, not even O(state_dir).
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the digest and the spec summary; env values appear only as keyed hashes.
+  idempotent:
+    support: full
 options:
   name:
-    description: The service (C(agent_service), C(vllm), ...). Container name, label value and record key.
+    description:
+      - The service (C(agent_service), C(vllm), ...). Container name, label value and history key.
+      - Letters, digits, C(_), C(.) and C(-).
     type: str
     required: true
   state:
-    description: C(present) rolls out O(image); C(rolled_back) returns to the previous deployment.
+    description:
+      - C(present) rolls out O(image).
+      - C(rolled_back) returns to the previous good deployment as recorded; no registry call.
+      - C(absent) removes the service's containers and its history; images and volumes stay.
     type: str
-    choices: [present, rolled_back]
+    choices: [present, rolled_back, absent]
     default: present
   strategy:
-    description: C(blue_green) for stateless services behind the gateway, C(recreate) for singletons.
+    description:
+      - C(blue_green) for stateless services behind the gateway, C(recreate) for singletons.
+      - A service keeps its strategy; to change it, remove the service with O(state=absent) first.
     type: str
     choices: [recreate, blue_green]
     default: recreate
   image:
     description:
-      - Image reference without the registry, with a tag or a digest (C(org/agent:v2),
-        C(org/agent@sha256:...)). Required with O(state=present).
+      - Image reference with a tag or a digest, with or without its registry
+        (C(org/agent:v2), C(ghcr.io/org/agent:v2), C(org/agent@sha256:...)). Required with O(state=present).
+      - Without a registry host, O(registry) is prefixed.
     type: str
   registry:
-    description: Registry host (and port) the image comes from.
+    description:
+      - Registry host (and port) to log in to, and to prefix to an O(image) that names none.
+      - Defaults to the registry O(image) names, else C(ghcr.io). If both name one, they must agree.
     type: str
-    default: ghcr.io
   registry_username:
     description: Registry user. With O(registry_password), the module logs in first (credentials stay in memory).
     type: str
@@ -64,32 +98,57 @@ options:
     type: list
     elements: str
   env_files:
-    description: Env files (for example from M(llmstack.deploy.ssm_env_file)); their content is part of the spec hash.
+    description:
+      - Env files (for example from M(llmstack.deploy.ssm_env_file)); their content is part of the spec hash.
+      - Read exactly as C(docker run --env-file) reads them (BOM, CRLF, comments, no quoting), except that a
+        bare C(KEY) with no C(=) is an error rather than a copy of the module's own environment. Invalid
+        lines are errors naming the file and line.
     type: list
     elements: path
     default: []
   env:
-    description: Extra environment variables (not secrets; put those in an env file). They override O(env_files).
+    description:
+      - Extra environment variables. They override O(env_files).
+      - Not for secrets, put those in an env file. Their values are kept in the history, for rollback.
     type: dict
     default: {}
   ports:
-    description: Published ports for O(strategy=recreate), as C([host_ip:]host_port:container_port[/proto]).
+    description:
+      - Published ports for O(strategy=recreate), as C([host_ip:]host_port:container_port[/proto]).
+      - Mutually exclusive with O(slots).
     type: list
     elements: str
-    default: []
   slots:
-    description:
-      - "Published ports per slot for O(strategy=blue_green), for example
-        C({blue: {ports: ['127.0.0.1:8001:8000']}, green: {ports: ['127.0.0.1:8002:8000']}})."
+    description: Published ports per slot for O(strategy=blue_green).
     type: dict
-    default: {}
+    suboptions:
+      blue:
+        description: The blue slot.
+        type: dict
+        required: true
+        suboptions:
+          ports:
+            description: Published ports, as C([host_ip:]host_port:container_port[/proto]).
+            type: list
+            elements: str
+            required: true
+      green:
+        description: The green slot.
+        type: dict
+        required: true
+        suboptions:
+          ports:
+            description: Published ports, as C([host_ip:]host_port:container_port[/proto]).
+            type: list
+            elements: str
+            required: true
   volumes:
-    description: Binds and volumes, as C(source:target[:ro|rw]).
+    description: Binds and volumes, as C(source:target[:ro|rw]) (source is an absolute host path or a volume name).
     type: list
     elements: str
     default: []
   networks:
-    description: Networks to join, with aliases. The first one is the container's primary network.
+    description: Networks to join, with aliases. The first one is the container's primary network. They must exist.
     type: list
     elements: dict
     default: []
@@ -114,7 +173,9 @@ options:
     description: CPU limit, in CPUs.
     type: float
   gpus:
-    description: GPUs to request (NVIDIA runtime) - C(all), a count, or a list of device ids.
+    description:
+      - GPUs to request (NVIDIA runtime) - C(all), a count, or device ids (a list, or C(0,1)).
+      - On a local daemon, the module checks first that the NVIDIA Container Toolkit is installed.
     type: raw
   ipc_mode:
     description: IPC mode (C(host) for vLLM's shared memory).
@@ -143,22 +204,24 @@ options:
     type: dict
     default: {max-size: 10m, max-file: '3'}
   labels:
-    description: Extra container labels.
+    description: Extra container labels (the C(llmstack.) prefix is the module's own).
     type: dict
     default: {}
   healthcheck:
     description:
-      - How to decide the new container is healthy. C(auto) uses the image's HEALTHCHECK if it has one,
-        else the HTTP probe if O(healthcheck.url) is set, else "running".
+      - How to decide the new container is healthy. Recorded with the deployment, used again on rollback,
+        and not part of the spec hash (changing it restarts nothing).
     type: dict
     suboptions:
       kind:
-        description: C(auto), C(docker), C(http) or C(running).
+        description:
+          - C(auto) uses the image's HEALTHCHECK if it has one, else the HTTP probe if O(healthcheck.url)
+            is set, else "running". C(http) needs O(healthcheck.url).
         type: str
         choices: [auto, docker, http, running]
         default: auto
       url:
-        description: URL probed from the host (the slot's published port).
+        description: URL probed from the host; C({port}) becomes the slot's first published host port.
         type: str
       status:
         description: Expected HTTP status.
@@ -181,7 +244,7 @@ options:
     type: int
     default: 300
   stop_timeout:
-    description: Seconds a stopping container gets before it is killed (O(strategy=recreate)).
+    description: Seconds a stopping container gets before it is killed (O(strategy=recreate), O(state=absent)).
     type: int
     default: 30
   drain_seconds:
@@ -196,15 +259,18 @@ options:
     default: 1
   switch_file:
     description:
-      - File the gateway reads per request to pick the live upstream (content C(<name>_<slot>)).
-        Written atomically after the new slot is healthy.
+      - File the gateway reads per request to pick the live upstream (content C(<name>_<slot>)). Written
+        atomically after the new slot is healthy, and read to learn which slot is live. Its folder must exist.
+      - Required with O(strategy=blue_green).
     type: path
   keep_images:
-    description: Images of the last N deployments kept on the host for rollbacks; older ones are pruned.
+    description:
+      - Images of the last N good deployments kept on the host for rollbacks. Older ones, and those of failed
+        deployments, are removed after a successful rollout, unless a container or another service's history uses them.
     type: int
     default: 3
   state_dir:
-    description: Where deployment records and locks live.
+    description: Where deployment histories, logs, locks and the host key live.
     type: path
     default: /var/lib/llmstack
   lock_timeout:
@@ -212,21 +278,24 @@ options:
     type: int
     default: 600
   docker_host:
-    description: Docker daemon URL.
+    description: Docker daemon URL. Defaults to E(DOCKER_HOST), else the local socket.
     type: str
     default: unix:///var/run/docker.sock
 requirements:
   - the docker Python SDK (python3-docker 5.x or docker 7.x) on the target host
 notes:
-  - Supports check mode (reports image, digest and the spec keys that would change) and diff mode.
-    The diff names env keys, never their values.
+  - With a tag, every run asks the registry which digest the tag points to. If the registry can't be reached,
+    the container runs the digest recorded for that same tag, and nothing else changed, the run is a no-op with
+    a warning; otherwise it fails and changes nothing.
+  - For a long health wait (vLLM loading a model) use C(async)/C(poll); if the async timeout kills the module,
+    the next run resumes the health check of the container it started instead of starting another.
 """
 
 EXAMPLES = r"""
 - name: Roll out the agent service, blue/green behind the gateway
   llmstack.deploy.container_rollout:
     name: agent_service
-    image: "myorg/agent-service:{{ agent_service_image_tag }}"
+    image: "ghcr.io/myorg/agent-service:{{ agent_service_image_tag }}"
     registry_username: "{{ ghcr_user }}"
     registry_password: "{{ ghcr_token }}"
     strategy: blue_green
@@ -246,20 +315,37 @@ EXAMPLES = r"""
     gpus: all
     ipc_mode: host
     ports: ["8000:8000"]
-    command: [--model, Qwen/Qwen3-0.6B, --api-key-env, VLLM_API_KEY]
+    command: [--model, Qwen/Qwen3-0.6B]
     env_files: [/etc/llmstack/vllm.env]
     healthcheck: {kind: http, url: "http://127.0.0.1:8000/health", interval: 10}
     health_timeout: 2400
+  async: 2700
+  poll: 15
 
-- name: Roll back to the previous digest (no registry call)
+- name: Roll back to the previous good deployment, as recorded (no registry call)
   llmstack.deploy.container_rollout:
     name: agent_service
     state: rolled_back
     strategy: blue_green
-    slots:
-      blue: {ports: ["127.0.0.1:8001:8000"]}
-      green: {ports: ["127.0.0.1:8002:8000"]}
     switch_file: /etc/llmstack/gateway/agent_service.live
+
+- name: Set the Docker options of every llmstack Docker module at once
+  module_defaults:
+    group/llmstack.deploy.docker:
+      state_dir: /srv/llmstack/state
+      registry: ghcr.io
+  block:
+    - name: Roll out PostgreSQL
+      llmstack.deploy.container_rollout:
+        name: postgres
+        image: myorg/postgres:16
+        volumes: [postgres_data:/var/lib/postgresql/data]
+        env_files: [/etc/llmstack/postgres.env]
+
+- name: Remove a service (its images and volumes stay)
+  llmstack.deploy.container_rollout:
+    name: agent_service
+    state: absent
 """
 
 RETURN = r"""
@@ -269,52 +355,98 @@ service:
   type: str
   sample: agent_service
 image:
-  description: The image reference that was asked for (or, on rollback, the previous one).
-  returned: always
+  description: The full image reference that was asked for (on rollback, the recorded one).
+  returned: unless O(state=absent)
   type: str
   sample: ghcr.io/myorg/agent-service:v2
 digest_ref:
   description: The image pinned by digest.
-  returned: always
+  returned: unless O(state=absent)
   type: str
   sample: ghcr.io/myorg/agent-service@sha256:0f1e...
 image_id:
-  description: Local image id of the deployed version (empty in check mode before a pull).
-  returned: when known
+  description: Local image id of the deployed version (null in check mode before a pull).
+  returned: unless O(state=absent)
   type: str
 spec_hash:
   description: Hash over the digest, env file contents and run options; stored as the llmstack.spec-hash label.
-  returned: always
+  returned: unless O(state=absent)
   type: str
 slot:
   description: The live slot after the run (blue_green).
-  returned: always
+  returned: unless O(state=absent)
   type: str
   sample: green
 container:
   description: Name of the container now serving.
-  returned: unless check mode made no change
+  returned: unless O(state=absent)
   type: str
 previous:
-  description: The digest that was current before this run.
-  returned: always
+  description: The digest of the current deployment before this run.
+  returned: unless O(state=absent)
   type: str
-changes:
-  description: Spec options and env keys (added, removed, changed) that differ from the recorded deployment.
-  returned: always
+deployment:
+  description: The number of the deployment this run recorded in the history.
+  returned: when a deployment was recorded
+  type: int
+  sample: 7
+rollback:
+  description: With O(state=rolled_back), which deployment was restored, from which, and why.
+  returned: when O(state=rolled_back)
   type: dict
+  contains:
+    to:
+      description: The deployment number returned to.
+      type: int
+    from:
+      description: The deployment number rolled back from (null when staying on the current one).
+      type: int
+    note:
+      description: What the rollback decided, in words.
+      type: str
+changes:
+  description: What differs from the current recorded deployment.
+  returned: unless O(state=absent)
+  type: dict
+  contains:
+    options:
+      description: Spec options whose value differs (C(image), C(ports), C(memory), ...).
+      type: list
+      elements: str
+    env:
+      description: Env keys, never values.
+      type: dict
+      contains:
+        added:
+          description: Keys the new spec has and the old one did not.
+          type: list
+          elements: str
+        removed:
+          description: Keys the old spec had and the new one has not.
+          type: list
+          elements: str
+        changed:
+          description: Keys whose value differs.
+          type: list
+          elements: str
+removed:
+  description: With O(state=absent), the containers removed.
+  returned: when O(state=absent)
+  type: list
+  elements: str
 phases:
-  description: What the rollout did, with elapsed seconds.
-  returned: when changed
+  description: What the run did, with elapsed seconds.
+  returned: always
   type: list
   elements: str
 """
 
 import json
+import traceback
 
-from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, rollout
+from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, rollout, spec, state
 
 
 def _diff(before, after):
@@ -325,21 +457,24 @@ def _diff(before, after):
     return {"before": text(before), "after": text(after)}
 
 
+SLOT = dict(type="dict", required=True, options=dict(ports=dict(type="list", elements="str", required=True)))
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
             name=dict(type="str", required=True),
-            state=dict(type="str", choices=["present", "rolled_back"], default="present"),
-            strategy=dict(type="str", choices=["recreate", "blue_green"], default="recreate"),
+            state=dict(type="str", choices=["present", "rolled_back", "absent"], default="present"),
+            strategy=dict(type="str", choices=list(spec.STRATEGIES), default="recreate"),
             image=dict(type="str"),
-            registry=dict(type="str", default="ghcr.io"),
+            registry=dict(type="str"),
             registry_username=dict(type="str"),
             registry_password=dict(type="str", no_log=True),
             command=dict(type="list", elements="str"),
             env_files=dict(type="list", elements="path", default=[]),
             env=dict(type="dict", default={}),
-            ports=dict(type="list", elements="str", default=[]),
-            slots=dict(type="dict", default={}),
+            ports=dict(type="list", elements="str"),
+            slots=dict(type="dict", options=dict(blue=SLOT, green=SLOT)),
             volumes=dict(type="list", elements="str", default=[]),
             networks=dict(type="list", elements="dict", default=[], options=dict(
                 name=dict(type="str", required=True),
@@ -357,7 +492,7 @@ def main():
             log_driver=dict(type="str", default="json-file"),
             log_options=dict(type="dict", default={"max-size": "10m", "max-file": "3"}),
             labels=dict(type="dict", default={}),
-            healthcheck=dict(type="dict", options=dict(
+            healthcheck=dict(type="dict", required_if=[["kind", "http", ["url"]]], options=dict(
                 kind=dict(type="str", choices=["auto", "docker", "http", "running"], default="auto"),
                 url=dict(type="str"),
                 status=dict(type="int", default=200),
@@ -372,30 +507,33 @@ def main():
             keep_images=dict(type="int", default=3),
             state_dir=dict(type="path", default="/var/lib/llmstack"),
             lock_timeout=dict(type="int", default=600),
-            docker_host=dict(type="str", default="unix:///var/run/docker.sock"),
+            docker_host=dict(type="str", fallback=(env_fallback, ["DOCKER_HOST"]), default=dc.DEFAULT_HOST),
         ),
-        required_if=[["state", "present", ["image"]]],
+        required_if=[["state", "present", ["image"]], ["strategy", "blue_green", ["switch_file"]]],
+        required_together=[["registry_username", "registry_password"]],
+        mutually_exclusive=[["ports", "slots"]],
         supports_check_mode=True,
     )
     p = module.params
-    if p["strategy"] == "blue_green" and not all(s in p["slots"] for s in rollout.SLOTS):
-        module.fail_json(msg="%s: blue_green needs slots.blue and slots.green (each with its ports)" % p["name"])
+    plan = None
     try:
         client = dc.connect(p["docker_host"])
-        registry = dc.Registry(client, p["registry"], p["registry_username"], p["registry_password"])
-        image_ref = "%s/%s" % (p["registry"], p["image"]) if p["image"] else None
         plan = rollout.Rollout(client, p, check_mode=module.check_mode)
-        before = plan.history.current
-        if module.check_mode:
-            result = plan.run(registry, image_ref, rollback=p["state"] == "rolled_back")
-        else:
-            with rollout.Lock(p["state_dir"], p["name"], timeout=p["lock_timeout"]):
-                result = plan.run(registry, image_ref, rollback=p["state"] == "rolled_back")
-        if module._diff and result["changed"]:
-            after = {"digest_ref": result["digest_ref"], "summary": plan.summary}
-            result["diff"] = _diff(before, after)
-    except (dc.DockerError, rollout.RolloutError, envfile.EnvFileError) as e:
-        module.fail_json(msg="%s: %s" % (p["name"], e))
+        result = plan.run()
+        if module._diff and result["changed"] and p["state"] != "absent":
+            result["diff"] = _diff(plan.before, {"digest_ref": result["digest_ref"], "summary": plan.summary})
+    except Exception as e:  # pylint: disable=broad-exception-caught
+        # Any env value (from the app's log lines, say) is redacted from what leaves the host.
+        values = plan.spec.env_values() if plan is not None and plan.spec is not None else []
+        known = (dc.DockerError, rollout.RolloutError, spec.SpecError, state.StateError, envfile.EnvFileError)
+        msg = str(e) if isinstance(e, known) else (
+            "unexpected %s: %s. The phases show how far the run got; re-running the task repairs an "
+            "interrupted rollout" % (e.__class__.__name__, e))
+        module.fail_json(msg="%s: %s" % (p["name"], envfile.redact(msg, values)),
+                         phases=plan.log.lines if plan is not None else [],
+                         exception=envfile.redact(traceback.format_exc(), values))
+    for warning in plan.warnings:
+        module.warn("%s: %s" % (p["name"], warning))
     module.exit_json(**result)
 
 

@@ -4,83 +4,12 @@ import os
 import socket
 import subprocess
 import time
-import urllib.request
 import uuid
 
 import pytest
 
 import labenv
-
-MODULE = "llmstack.deploy.container_rollout"
-
-
-def get(port, path="/"):
-    with urllib.request.urlopen("http://127.0.0.1:%d%s" % (port, path), timeout=5) as resp:
-        return json.loads(resp.read())
-
-
-def inspect(name):
-    out = subprocess.run(["docker", "inspect", name], capture_output=True, text=True, check=False)
-    return json.loads(out.stdout)[0] if out.returncode == 0 else None
-
-
-class Service:
-    """One service under test: a unique name, its own state dir and ports, cleaned up after."""
-
-    def __init__(self, play, lab, tmp_path, strategy):
-        self.play, self.lab, self.strategy = play, lab, strategy
-        self.name = "it_%s" % uuid.uuid4().hex[:8]
-        self.state_dir = str(tmp_path / "state")
-        self.env_file = tmp_path / "app.env"
-        self.env_file.write_text("GREETING=hello\nSECRET_TOKEN=tok-%s\n" % uuid.uuid4().hex)
-        self.ports = {"blue": labenv.free_port(), "green": labenv.free_port(), "single": labenv.free_port()}
-        self.switch_file = str(tmp_path / "live")
-
-    def args(self, **over):
-        args = {"name": self.name, "strategy": self.strategy, "registry": self.lab["LAB_REGISTRY"],
-                "registry_username": self.lab["LAB_REGISTRY_USER"],
-                "registry_password": self.lab["LAB_REGISTRY_PASSWORD"],
-                "env_files": [str(self.env_file)], "state_dir": self.state_dir,
-                "health_timeout": 30, "stop_timeout": 5, "drain_seconds": 5, "switch_settle": 0.2}
-        if self.strategy == "blue_green":
-            args["slots"] = dict((s, {"ports": ["127.0.0.1:%d:8000" % self.ports[s]]}) for s in ("blue", "green"))
-            args["switch_file"] = self.switch_file
-        else:
-            args["ports"] = ["127.0.0.1:%d:8000" % self.ports["single"]]
-        args.update(over)
-        return args
-
-    def run(self, play_args=(), **over):
-        return self.play.run([{MODULE: self.args(**over), "register": "r"}], args=play_args)
-
-    def serving_port(self):
-        if self.strategy == "recreate":
-            return self.ports["single"]
-        with open(self.switch_file) as f:
-            return self.ports[f.read().strip().rsplit("_", 1)[1]]
-
-    def version(self):
-        return get(self.serving_port())["version"]
-
-    def cleanup(self):
-        ids = subprocess.run(["docker", "ps", "-aq", "--filter", "label=llmstack.service=" + self.name],
-                             capture_output=True, text=True, check=False).stdout.split()
-        if ids:
-            subprocess.run(["docker", "rm", "-f"] + ids, capture_output=True, check=False)
-
-
-@pytest.fixture(params=["recreate", "blue_green"])
-def service(request, play, lab, tmp_path, app_images):
-    svc = Service(play, lab, tmp_path, request.param)
-    yield svc
-    svc.cleanup()
-
-
-@pytest.fixture
-def recreate_service(play, lab, tmp_path, app_images):
-    svc = Service(play, lab, tmp_path, "recreate")
-    yield svc
-    svc.cleanup()
+from helpers import ROLLOUT, Service, http_get, inspect
 
 
 def test_first_deploy_then_noop(service, app_images):
@@ -97,14 +26,15 @@ def test_first_deploy_then_noop(service, app_images):
     assert any("is healthy" in line for line in first["phases"])
     with open(os.path.join(service.state_dir, "deployments", service.name + ".log")) as f:
         assert "is healthy" in f.read()
+    # The history says it passed its health check, with the container it saw healthy.
+    assert service.current()["status"] == "succeeded" and service.current()["container_id"] == container["Id"]
+    assert oct(os.stat(os.path.join(service.state_dir, "deployments", service.name + ".json")).st_mode)[-3:] == "600"
 
-    start = time.monotonic()
     again = service.run(image=app_images["v1"])
-    elapsed = time.monotonic() - start
     assert again.rc == 0, again.output
     assert again.task()["changed"] is False
     assert inspect(first["container"])["Id"] == container["Id"], "a no-op must not touch the container"
-    assert elapsed < 30
+    assert len(service.history()["deployments"]) == 1, "a no-op records nothing"
 
 
 def test_env_file_change_and_removed_key_roll_out(service, app_images):
@@ -125,7 +55,17 @@ def test_env_file_change_and_removed_key_roll_out(service, app_images):
     assert not any(e.startswith("SECRET_TOKEN=") for e in inspect(removed.task()["container"])["Config"]["Env"])
 
 
-def test_v2_rollout_then_v3_and_v4_roll_back(service, app_images):
+def test_health_settings_change_restarts_nothing(recreate_service, app_images):
+    svc = recreate_service
+    first = svc.run(image=app_images["v1"])
+    cid = inspect(first.task()["container"])["Id"]
+    again = svc.run(image=app_images["v1"], health_timeout=45,
+                    healthcheck={"kind": "http", "url": "http://127.0.0.1:{port}/health"})
+    assert again.rc == 0 and again.task()["changed"] is False, again.output
+    assert inspect(svc.name)["Id"] == cid
+
+
+def test_failed_versions_keep_the_previous_one_serving(service, app_images):
     assert service.run(image=app_images["v1"]).rc == 0
     v2 = service.run(image=app_images["v2"])
     assert v2.rc == 0, v2.output
@@ -135,17 +75,80 @@ def test_v2_rollout_then_v3_and_v4_roll_back(service, app_images):
     assert v3.rc != 0
     msg = v3.task()["msg"]
     assert "unhealthy" in msg or "not healthy" in msg
-    assert "last lines of" in msg
+    assert "last lines of" in msg and "app v3 config:" in msg, "the new container's log lines belong in the message"
+    # The app printed its environment; every env value is redacted before it leaves the host.
+    assert service.secret not in v3.output and "SECRET_TOKEN=<redacted>" in msg
     assert service.version() == "v2", "the previous version must be serving after a failed rollout"
 
     v4 = service.run(image=app_images["v4"])
     assert v4.rc != 0
     assert "exited with code 3" in v4.task()["msg"]
-    assert "refusing to start" in v4.task()["msg"], "the new container's log lines belong in the message"
+    assert "refusing to start" in v4.task()["msg"]
     assert service.version() == "v2"
-    # The record still names v2 as current.
-    record = json.load(open(os.path.join(service.state_dir, "deployments", service.name + ".json")))
-    assert record["current"]["image"].endswith(":v2") and record["previous"]["image"].endswith(":v1")
+    history = service.history()
+    assert service.current()["image"].endswith(":v2")
+    assert [e["status"] for e in history["deployments"]] == ["failed", "failed", "succeeded", "succeeded"]
+
+
+def test_rollback_recreates_the_recorded_spec(service, app_images, tmp_path):
+    """The rollback task names only the service: digest, env files, env, options and probe come from the record."""
+    v1_env = tmp_path / "v1.env"
+    v1_env.write_text("GREETING=from-v1\nV1_ONLY=yes\n")
+    deploy_v1 = service.run(image=app_images["v1"], env_files=[str(v1_env)], env={"EXTRA": "one"}, memory="256m",
+                            labels={"release": "one"}, healthcheck={"kind": "http", "url": "http://127.0.0.1:{port}/health"})
+    assert deploy_v1.rc == 0, deploy_v1.output
+    deploy_v2 = service.run(image=app_images["v2"], env={"EXTRA": "two"}, memory="128m")
+    assert deploy_v2.rc == 0, deploy_v2.output
+    assert service.version() == "v2"
+
+    back = service.rollback()
+    assert back.rc == 0, back.output
+    result = back.task()
+    assert result["changed"] is True and result["rollback"]["to"] == 1 and result["rollback"]["from"] == 2
+    assert service.version() == "v1"
+    container = inspect(service.serving_name())
+    env = container["Config"]["Env"]
+    assert "GREETING=from-v1" in env and "V1_ONLY=yes" in env and "EXTRA=one" in env
+    assert container["HostConfig"]["Memory"] == 256 * 1024 * 1024
+    assert container["Config"]["Labels"]["release"] == "one"
+    statuses = dict((e["seq"], e["status"]) for e in service.history()["deployments"])
+    assert statuses == {3: "succeeded", 2: "rolled_back", 1: "succeeded"}
+
+    again = service.rollback()
+    assert again.rc == 0, again.output
+    assert again.task()["changed"] is False, "repeating a rollback must not flip back to the bad version"
+    assert service.version() == "v1"
+
+    # The values of an env file are never recorded: a changed file is used as it is now, and said so.
+    v1_env.write_text("GREETING=edited\nV1_ONLY=yes\n")
+    edited = service.rollback(play_args=["-v"])
+    assert edited.rc == 0, edited.output
+    # The current deployment (#3, the rollback) is what stays; its recorded checksum no longer matches.
+    assert "changed since deployment #3" in edited.output and str(v1_env) in edited.output
+    assert "GREETING=edited" in inspect(service.serving_name())["Config"]["Env"]
+    assert service.version() == "v1"
+
+
+def test_rollback_after_a_failed_rollout_stays(recreate_service, app_images):
+    svc = recreate_service
+    assert svc.run(image=app_images["v1"]).rc == 0
+    assert svc.run(image=app_images["v2"]).rc == 0
+    assert svc.run(image=app_images["v3"]).rc != 0
+    # v2 serves (the failed v3 was rolled back automatically); a rollback now keeps v2.
+    res = svc.rollback()
+    assert res.rc == 0, res.output
+    assert res.task()["changed"] is False and "failed; staying on #2" in res.task()["rollback"]["note"]
+    assert svc.version() == "v2"
+
+
+def test_rollback_without_a_previous_good_one(recreate_service, app_images):
+    svc = recreate_service
+    none = svc.rollback()
+    assert none.rc != 0 and "nothing to roll back to" in none.task()["msg"]
+    assert svc.run(image=app_images["v1"]).rc == 0
+    only = svc.rollback()
+    assert only.rc != 0 and "no earlier successful deployment" in only.task()["msg"]
+    assert svc.version() == "v1"
 
 
 @pytest.fixture
@@ -163,35 +166,79 @@ def registry_stopped(lab):
     subprocess.run([os.path.join(labenv.ROOT, "tests", "lab", "up")], check=True, capture_output=True)
 
 
-def test_rollback_with_registry_stopped(service, app_images, request):
+def test_registry_outage(service, app_images, request):
     assert service.run(image=app_images["v1"]).rc == 0
     assert service.run(image=app_images["v2"]).rc == 0
+    before = service.snapshot()
     request.getfixturevalue("registry_stopped")
-    # Same arguments as a normal run (credentials included): a rollback never calls the registry.
-    res = service.run(state="rolled_back", image=None)
-    assert res.rc == 0, res.output
-    assert res.task()["changed"] is True
+    # Same tag, nothing else changed: a no-op with a warning, not a failure.
+    same = service.run(image=app_images["v2"])
+    assert same.rc == 0, same.output
+    assert same.task()["changed"] is False
+    warnings = " ".join(same.task()["warnings"])
+    assert "registry unreachable" in warnings and "can't be reached" in warnings
+    # A new tag, or the same tag with a changed env file, needs the registry: refused, nothing touched.
+    newer = service.run(image=app_images["v5"])
+    assert newer.rc != 0 and "can't be reached" in newer.task()["msg"]
+    service.env_file.write_text("GREETING=changed\n")
+    changed = service.run(image=app_images["v2"])
+    assert changed.rc != 0 and "only a run that changes nothing" in changed.task()["msg"]
+    assert service.snapshot() == before
+    # A rollback never calls the registry.
+    back = service.rollback()
+    assert back.rc == 0, back.output
     assert service.version() == "v1"
-    again = service.run(state="rolled_back", image=None)
-    assert again.rc == 0, again.output
-    assert service.version() == "v2", "a second rollback returns to the version rolled back from"
-    pulled = service.run(image=app_images["v5"])
-    assert pulled.rc != 0 and "login to registry" in pulled.task()["msg"], "a new version does need the registry"
-    assert service.version() == "v2"
 
 
 def test_wrong_password_and_missing_tag_leave_service_alone(recreate_service, app_images):
     svc = recreate_service
-    first = svc.run(image=app_images["v1"])
-    before = inspect(first.task()["container"])["Id"]
+    assert svc.run(image=app_images["v1"]).rc == 0
+    before = svc.snapshot()
     bad = svc.run(image=app_images["v2"], registry_password="wrong-" + uuid.uuid4().hex)
     assert bad.rc != 0
     assert "login to registry" in bad.task()["msg"] and "unauthorized" in bad.task()["msg"]
     assert svc.lab["LAB_REGISTRY_PASSWORD"] not in bad.output
     missing = svc.run(image="lab/rollout-app:no-such-tag")
-    assert missing.rc != 0 and "no-such-tag" in missing.task()["msg"]
-    assert inspect(first.task()["container"])["Id"] == before
-    assert svc.version() == "v1"
+    assert missing.rc != 0 and "no-such-tag" in missing.task()["msg"] and "no such image or tag" in missing.task()["msg"]
+    assert svc.snapshot() == before
+
+
+def test_full_image_reference_and_docker_host_and_action_group(recreate_service, app_images, lab, tmp_path):
+    svc = recreate_service
+    full = "%s/%s" % (lab["LAB_REGISTRY"], app_images["v1"])
+    res = svc.run(image=full, registry=None)
+    assert res.rc == 0, res.output
+    assert res.task()["image"] == full, "a full reference must not get the registry twice"
+    clash = svc.run(image="ghcr.io/" + app_images["v2"])
+    assert clash.rc != 0 and "names registry ghcr.io but registry is %s" % lab["LAB_REGISTRY"] in clash.task()["msg"]
+
+    # DOCKER_HOST is honoured when docker_host is not set.
+    nowhere = svc.run(image=full, registry=None, proc_env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
+    assert nowhere.rc != 0 and "/nonexistent/docker.sock" in nowhere.task()["msg"]
+
+    # group/llmstack.deploy.docker sets state_dir (and the registry) for every Docker-facing module.
+    grouped_dir = str(tmp_path / "grouped")
+    args = svc.args(image=app_images["v1"])
+    del args["state_dir"], args["registry"]
+    res = svc.play.run([{ROLLOUT: args, "register": "r"}], module_defaults={
+        "group/llmstack.deploy.docker": {"state_dir": grouped_dir, "registry": lab["LAB_REGISTRY"]}})
+    assert res.rc == 0, res.output
+    assert os.path.exists(os.path.join(grouped_dir, "deployments", svc.name + ".json"))
+
+
+def test_absent_removes_containers_and_history_keeps_images(service, app_images):
+    first = service.run(image=app_images["v1"])
+    assert service.run(image=app_images["v2"]).rc == 0
+    image_id = first.task()["image_id"]
+    check = service.play.run([{ROLLOUT: service.base(state="absent"), "register": "r"}], args=["--check"])
+    assert check.rc == 0 and check.task()["changed"] is True and service.containers()
+    gone = service.play.run([{ROLLOUT: service.base(state="absent"), "register": "r"}])
+    assert gone.rc == 0, gone.output
+    assert gone.task()["changed"] is True and service.containers() == []
+    assert not os.path.exists(os.path.join(service.state_dir, "deployments", service.name + ".json"))
+    assert subprocess.run(["docker", "image", "inspect", image_id], capture_output=True, check=False).returncode == 0
+    again = service.play.run([{ROLLOUT: service.base(state="absent"), "register": "r"}])
+    assert again.rc == 0 and again.task()["changed"] is False
 
 
 def test_lock_held_by_another_process(recreate_service, app_images):
@@ -220,31 +267,43 @@ def test_lock_held_by_another_process(recreate_service, app_images):
 def test_check_mode_and_diff(service, app_images):
     first = service.run(image=app_images["v1"])
     cid = inspect(first.task()["container"])["Id"]
-    secret = service.env_file.read_text().split("SECRET_TOKEN=")[1].strip()
-    service.env_file.write_text("GREETING=hi\nSECRET_TOKEN=%s-rotated\n" % secret)
-    res = service.play.run([{MODULE: service.args(image=app_images["v2"]), "register": "r"}],
+    service.env_file.write_text("GREETING=hi\nSECRET_TOKEN=%s-rotated\n" % service.secret)
+    res = service.play.run([{ROLLOUT: service.args(image=app_images["v2"]), "register": "r"}],
                            args=["--check", "--diff", "-v"], callback="default")
     assert res.rc == 0, res.output
     assert "changed:" in res.output
     assert "GREETING" in res.output and "SECRET_TOKEN" in res.output
-    assert secret not in res.output and "hi" + "\n" not in res.output
+    assert service.secret not in res.output and "hi" + "\n" not in res.output
     assert inspect(first.task()["container"])["Id"] == cid
     assert service.version() == "v1"
+    assert len(service.history()["deployments"]) == 1, "check mode records nothing"
 
 
-def test_prune_keeps_last_n_images(recreate_service, app_images):
-    svc = recreate_service
-    ids = {}
-    for version in ("v1", "v2", "v5"):
-        res = svc.run(image=app_images[version], keep_images=2)
-        assert res.rc == 0, res.output
-        ids[version] = res.task()["image_id"]
-    assert len(set(ids.values())) == 3
+def present(image_id):
+    return subprocess.run(["docker", "image", "inspect", image_id], capture_output=True, check=False).returncode == 0
 
-    def present(image_id):
-        return subprocess.run(["docker", "image", "inspect", image_id], capture_output=True, check=False).returncode == 0
-    assert present(ids["v5"]) and present(ids["v2"]), "the last 2 deployments' images stay for rollbacks"
-    assert not present(ids["v1"]), "the image of the third-newest deployment must be pruned"
+
+def test_prune_keeps_last_good_and_what_others_need(play, lab, tmp_path, app_images):
+    """keep_images=2 prunes the third-newest good image and a failed rollout's image, but never one another
+    service's history needs for its rollback. Both services share one state_dir, as on a host."""
+    a = Service(play, lab, tmp_path, "recreate")
+    b = Service(play, lab, tmp_path, "recreate")
+    try:
+        ids = {}
+        for version in ("v1", "v2"):
+            res = b.run(image=app_images[version])
+            assert res.rc == 0, res.output
+        for version in ("v1", "v2", "v3", "v5"):
+            res = a.run(image=app_images[version], keep_images=2)
+            assert (res.rc != 0) == (version == "v3"), res.output
+            ids[version] = res.task().get("image_id") or next(
+                e["image_id"] for e in a.history()["deployments"] if e["image"].endswith(":" + version))
+        assert present(ids["v5"]) and present(ids["v2"]), "the last 2 good deployments' images stay"
+        assert not present(ids["v3"]), "a failed rollout's image is pruned"
+        assert present(ids["v1"]), "service b can still roll back to v1: its image stays"
+    finally:
+        a.cleanup()
+        b.cleanup()
 
 
 @pytest.fixture(scope="module")
@@ -278,13 +337,13 @@ def test_on_a_host_with_distro_docker_sdk(play, lab, tmp_path, app_images, dind_
                          % dind_host)
     port = 8100
 
-    def rollout(version):
+    def rollout(version, **over):
         args = {"name": "agent_service", "image": app_images[version], "registry": lab["LAB_REGISTRY_FROM_HOSTS"],
                 "registry_username": lab["LAB_REGISTRY_USER"], "registry_password": lab["LAB_REGISTRY_PASSWORD"],
                 "ports": ["127.0.0.1:%d:8000" % port], "health_timeout": 60, "stop_timeout": 5,
                 "healthcheck": {"kind": "http", "url": "http://127.0.0.1:%d/health" % port, "interval": 0.5}}
-        return play.run([{"llmstack.deploy.container_rollout": args, "register": "r"}], hosts="all",
-                        inventory=str(inventory))
+        args.update(over)
+        return play.run([{ROLLOUT: args, "register": "r"}], hosts="all", inventory=str(inventory))
 
     def serving():
         out = subprocess.run(["docker", "exec", dind_host, "python3", "-c",
@@ -301,6 +360,13 @@ def test_on_a_host_with_distro_docker_sdk(play, lab, tmp_path, app_images, dind_
     assert failed.rc != 0 and "HTTP 500" in failed.task()["msg"]
     assert serving() == "v2"
     assert lab["LAB_REGISTRY_PASSWORD"] not in failed.output + first.output
+    # Check mode on this fresh host creates nothing, not even the state folder.
+    fresh = play.run([{ROLLOUT: dict(name="other", image=app_images["v1"], registry=lab["LAB_REGISTRY_FROM_HOSTS"],
+                                     registry_username=lab["LAB_REGISTRY_USER"],
+                                     registry_password=lab["LAB_REGISTRY_PASSWORD"], state_dir="/srv/llmstack-fresh"),
+                       "register": "r"}], hosts="all", inventory=str(inventory), args=["--check"])
+    assert fresh.rc == 0 and fresh.task()["changed"] is True, fresh.output
+    assert subprocess.run(["docker", "exec", dind_host, "test", "-e", "/srv/llmstack-fresh"], check=False).returncode == 1
 
 
 def test_clear_errors_daemon_port_and_name_conflicts(recreate_service, app_images):
@@ -349,6 +415,7 @@ def test_run_options_reach_the_container(recreate_service, app_images, tmp_path)
         aliases = c["NetworkSettings"]["Networks"][network]["Aliases"]
         assert "agent" in aliases and "agent-v1" in aliases
         assert svc.version() == "v1"
+        assert http_get(svc.ports["single"], "/health")["status"] == "ok"
     finally:
         svc.cleanup()
         subprocess.run(["docker", "network", "rm", network], capture_output=True, check=False)

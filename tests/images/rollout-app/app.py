@@ -1,6 +1,7 @@
 """A small HTTP service for rollout tests: versioned, health-checked, streams, stops gracefully.
 
 APP_VERSION names the build; APP_MODE=unhealthy fails /health, APP_MODE=crash exits at start.
+It prints its environment at start, as apps that log their config do.
 """
 import json
 import os
@@ -48,6 +49,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main():
+    # Like many apps, print the configuration at start: a failed rollout's log tail must not leak it.
+    print("app %s config: %s" % (VERSION, " ".join("%s=%s" % kv for kv in sorted(os.environ.items())
+                                                   if kv[0] not in ("PATH", "HOME", "HOSTNAME"))), flush=True)
     if MODE == "crash":
         print("app %s: refusing to start (APP_MODE=crash)" % VERSION, flush=True)
         sys.exit(3)

@@ -1,0 +1,199 @@
+"""ContainerSpec: validated once, before anything is touched; one source for hash, record and SDK args."""
+import pytest
+
+from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
+from ansible_collections.llmstack.deploy.plugins.module_utils import spec as specs
+
+KEY = b"k" * 32
+
+
+def params(**over):
+    p = dict(name="svc", strategy="recreate", image="org/app:v1", registry="reg.example:5443", env_files=[],
+             env={}, ports=["127.0.0.1:8001:8000"], slots=None, volumes=[], networks=[], command=None,
+             restart_policy="unless-stopped", memory=None, cpus=None, gpus=None, ipc_mode=None, shm_size=None,
+             user=None, read_only=False, security_opts=["no-new-privileges"], log_driver="json-file",
+             log_options={"max-size": "10m"}, labels={}, healthcheck=None, health_timeout=300)
+    p.update(over)
+    return p
+
+
+def built(**over):
+    spec = specs.ContainerSpec.from_params(params(**over))
+    spec.digest_ref = "reg.example:5443/org/app@sha256:1"
+    spec.load_env(KEY)
+    return spec
+
+
+def test_every_run_option_reaches_the_hash():
+    """An option added to RUN_OPTIONS but left out of the summary would silently break idempotence."""
+    base = built().hash(KEY)
+    changed = dict(command=["serve"], env={"A": "1"}, volumes=["/d:/d"], restart_policy="always", memory="1g",
+                   cpus=1.5, gpus=1, ipc_mode="host", shm_size="1g", user="1000", read_only=True,
+                   security_opts=[], log_driver="local", log_options={}, labels={"a": "b"},
+                   ports=["127.0.0.1:8002:8000"], networks=[{"name": "n", "aliases": None}])
+    assert set(changed) | {"slots"} == set(specs.RUN_OPTIONS)
+    for option, value in changed.items():
+        assert built(**{option: value}).hash(KEY) != base, option
+
+
+def test_health_settings_are_recorded_but_not_hashed():
+    plain = built()
+    probed = built(healthcheck={"kind": "http", "url": "http://127.0.0.1:{port}/health"}, health_timeout=900)
+    assert probed.hash(KEY) == plain.hash(KEY)
+    assert probed.record()["health"]["health_timeout"] == 900
+
+
+def test_env_file_values_change_the_hash_and_never_appear(tmp_path):
+    env_file = tmp_path / "a.env"
+    env_file.write_text("PASSWORD=hunter2-secret\n")
+    first = built(env_files=[str(env_file)])
+    env_file.write_text("PASSWORD=hunter3-secret\n")
+    second = built(env_files=[str(env_file)])
+    assert first.hash(KEY) != second.hash(KEY)
+    for text in (repr(first.summary(KEY)), repr(first.record())):
+        assert "hunter2" not in text
+    assert first.record()["env_files"][0]["path"] == str(env_file)
+    assert first.record()["env_files"][0]["checksum"] != second.record()["env_files"][0]["checksum"]
+
+
+def test_hash_does_not_depend_on_order_or_the_spelling_of_a_port():
+    assert built(ports=["127.0.0.1:8001:8000"]).hash(KEY) == built(ports=["127.0.0.1:8001:8000/tcp"]).hash(KEY)
+    assert built(env={"A": "1", "B": "2"}).hash(KEY) == built(env={"B": "2", "A": "1"}).hash(KEY)
+
+
+@pytest.mark.parametrize("over,message", [
+    ({"ports": ["not-a-port"]}, "ports: 'not-a-port'"),
+    ({"ports": ["8000"]}, "ports: '8000'"),
+    ({"ports": ["70000:8000"]}, "ports: '70000:8000'"),
+    ({"ports": ["1.2.3:8001:8000"]}, "'1.2.3' is not an IP address"),
+    ({"ports": ["8001:8000/icmp"]}, "ports: '8001:8000/icmp'"),
+    ({"volumes": ["/data"]}, "volumes: '/data'"),
+    ({"volumes": ["/a:relative"]}, "volumes: '/a:relative'"),
+    ({"volumes": ["/a:/b:rx"]}, "volumes: '/a:/b:rx'"),
+    ({"volumes": ["bad name!:/b"]}, "neither an absolute path nor a volume name"),
+    ({"gpus": -1}, "gpus: -1"),
+    ({"gpus": True}, "gpus: True"),
+    ({"gpus": "0,,1"}, "gpus: '0,,1'"),
+    ({"memory": "lots"}, "memory: 'lots'"),
+    ({"shm_size": "1.5.g"}, "shm_size: '1.5.g'"),
+    ({"cpus": 0}, "cpus: 0"),
+    ({"env": {"A B": "1"}}, "env: 'A B'"),
+    ({"env": {"A": "x\0y"}}, "the value of A contains a NUL"),
+    ({"labels": {"llmstack.slot": "x"}}, "llmstack.slot: the llmstack. prefix is reserved"),
+    ({"networks": [{"name": "n"}, {"name": "n"}]}, "each entry needs a name, once"),
+    ({"name": "../etc"}, "name: '../etc'"),
+    ({"strategy": "blue_green", "ports": None}, "blue_green needs slots.blue and slots.green"),
+    ({"strategy": "blue_green", "ports": ["127.0.0.1:1:2"]}, "ports are for strategy recreate"),
+    ({"slots": {"blue": {"ports": []}, "green": {"ports": []}}}, "slots are for strategy blue_green"),
+    ({"strategy": "blue_green", "ports": None, "slots": {"blue": {"ports": ["127.0.0.1:9:8000"]},
+                                                         "green": {"ports": ["127.0.0.1:9:8000"]}}},
+     "both publish 127.0.0.1:9"),
+    ({"ports": [], "healthcheck": {"url": "http://127.0.0.1:{port}/"}}, "uses {port}, but the container publishes no port"),
+    ({"image": "ghcr.io/org/app:v1"}, "names registry ghcr.io but registry is reg.example:5443"),
+    ({"image": "org/app :v1"}, "is not an image reference"),
+])
+def test_bad_input_is_named(over, message):
+    with pytest.raises(specs.SpecError) as err:
+        specs.ContainerSpec.from_params(params(**over))
+    assert message in str(err.value)
+
+
+def test_env_files_errors_name_file_and_line(tmp_path):
+    missing = tmp_path / "missing.env"
+    with pytest.raises(specs.SpecError, match="%s does not exist" % missing):
+        built(env_files=[str(missing)])
+    bad = tmp_path / "bad.env"
+    bad.write_bytes(b"A=1\nB=\xff\n")
+    with pytest.raises(specs.SpecError, match="%s line 2: not valid UTF-8" % bad):
+        built(env_files=[str(bad)])
+
+
+@pytest.mark.parametrize("image,registry,expected", [
+    ("org/app:v1", None, ("ghcr.io/org/app:v1", "ghcr.io")),
+    ("org/app:v1", "127.0.0.1:5443", ("127.0.0.1:5443/org/app:v1", "127.0.0.1:5443")),
+    ("ghcr.io/org/app:1.2", None, ("ghcr.io/org/app:1.2", "ghcr.io")),
+    ("ghcr.io/org/app:1.2", "ghcr.io", ("ghcr.io/org/app:1.2", "ghcr.io")),
+    ("localhost/app@sha256:ab", None, ("localhost/app@sha256:ab", "localhost")),
+])
+def test_image_reference_is_never_prefixed_twice(image, registry, expected):
+    assert specs.image_reference(image, registry) == expected
+
+
+@pytest.mark.parametrize("ref,expected", [
+    ("ghcr.io/o/app:v1", ("ghcr.io/o/app", "v1", None)),
+    ("127.0.0.1:5443/o/app", ("127.0.0.1:5443/o/app", "latest", None)),
+    ("127.0.0.1:5443/o/app:v2", ("127.0.0.1:5443/o/app", "v2", None)),
+    ("ghcr.io/o/app@sha256:abc", ("ghcr.io/o/app", None, "sha256:abc")),
+])
+def test_split_reference(ref, expected):
+    assert specs.split_reference(ref) == expected
+
+
+@pytest.mark.parametrize("value,expected", [
+    (None, None), (0, None), ("all", "all"), (2, {"count": 2}), ("2", {"count": 2}),
+    (["0", "1"], {"device_ids": ["0", "1"]}), ("0,1", {"device_ids": ["0", "1"]}),
+    ("GPU-8f2a-11", {"device_ids": ["GPU-8f2a-11"]}),
+])
+def test_parse_gpus(value, expected):
+    assert specs.parse_gpus(value) == expected
+
+
+def test_record_round_trip_gives_the_same_spec(tmp_path):
+    env_file = tmp_path / "a.env"
+    env_file.write_text("A=1\n")
+    spec = built(env_files=[str(env_file)], env={"X": "y"}, memory="1g", volumes=["/d:/d:ro"],
+                 healthcheck={"kind": "http", "url": "http://127.0.0.1:{port}/health"})
+    entry = {"seq": 4, "strategy": "recreate", "image": spec.image, "digest_ref": spec.digest_ref, "spec": spec.record()}
+    again = specs.ContainerSpec.from_record("svc", "recreate", entry)
+    again.load_env(KEY)
+    assert again.hash(KEY) == spec.hash(KEY)
+    assert again.health_url() == "http://127.0.0.1:8001/health"
+    assert again.changed_env_files() == []
+    env_file.write_text("A=2\n")
+    again.load_env(KEY)
+    assert again.changed_env_files() == [str(env_file)]
+    with pytest.raises(specs.SpecError, match="ran with strategy recreate"):
+        specs.ContainerSpec.from_record("svc", "blue_green", entry)
+
+
+def test_blue_green_record_round_trip():
+    spec = built(strategy="blue_green", ports=None, slots={"blue": {"ports": ["127.0.0.1:8001:8000"]},
+                                                           "green": {"ports": ["127.0.0.1:8002:8000"]}})
+    entry = {"seq": 1, "strategy": "blue_green", "image": spec.image, "digest_ref": spec.digest_ref,
+             "spec": spec.record()}
+    again = specs.ContainerSpec.from_record("svc", "blue_green", entry)
+    again.load_env(KEY)
+    assert again.hash(KEY) == spec.hash(KEY) and again.ports_for("green") == ["127.0.0.1:8002:8000/tcp"]
+
+
+def test_sdk_arguments_come_from_the_spec():
+    spec = built(ports=["127.0.0.1:8001:8000", "127.0.0.2:8001:8000", "9000:9000/udp"], volumes=["data:/data"],
+                 memory="1g", cpus=0.5, gpus="all", env={"B": "2", "A": "1"}, restart_policy="no",
+                 networks=[{"name": "net1", "aliases": ["x"]}], labels={"team": "llm"})
+    args = dc.container_args(spec, "svc", None, {"team": "llm", "llmstack.service": "svc"})
+    assert args["ports"] == {"8000/tcp": [("127.0.0.1", 8001), ("127.0.0.2", 8001)], "9000/udp": 9000}
+    assert args["environment"] == ["A=1", "B=2"]
+    assert args["volumes"] == ["data:/data:rw"] and args["mem_limit"] == "1g" and args["nano_cpus"] == 500000000
+    assert args["device_requests"][0]["Count"] == -1 and "restart_policy" not in args
+    assert args["network"] == "net1" and args["labels"]["llmstack.service"] == "svc"
+
+
+def test_sdk_arguments_per_slot():
+    spec = built(strategy="blue_green", ports=None, slots={"blue": {"ports": ["127.0.0.1:8001:8000"]},
+                                                           "green": {"ports": ["127.0.0.1:8002:8000"]}})
+    assert dc.container_args(spec, "svc-blue", "blue", {})["ports"] == {"8000/tcp": ("127.0.0.1", 8001)}
+    assert dc.container_args(spec, "svc-green", "green", {})["ports"] == {"8000/tcp": ("127.0.0.1", 8002)}
+
+
+def test_device_requests():
+    assert dc.device_requests(None) is None
+    assert dc.device_requests("all")[0]["Count"] == -1
+    assert dc.device_requests({"count": 2})[0]["Count"] == 2
+    assert dc.device_requests({"device_ids": ["0", "1"]})[0]["DeviceIDs"] == ["0", "1"]
+
+
+def test_summary_diff_names_options_and_env_keys():
+    before = built(env={"A": "1", "B": "2"}).summary(KEY)
+    after = built(env={"A": "1", "B": "3", "C": "4"}, memory="2g").summary(KEY)
+    assert specs.summary_diff(before, after) == {
+        "options": ["memory"], "env": {"added": ["C"], "removed": [], "changed": ["B"]}}
