@@ -6,21 +6,32 @@
 Kept free of AnsibleModule so it is unit-tested directly. Errors are raised as
 SsmError, whose message names the API call and the path or name that failed and
 never contains a parameter value.
+
+The region comes from, in order: the region option, AWS_REGION, AWS_DEFAULT_REGION,
+the profile's region in the AWS config file, then EC2 instance metadata (IMDSv2,
+one attempt with a 1 s timeout, no proxies). botocore alone reads neither AWS_REGION
+nor, in a form the lab's moto serves, the instance's region.
 """
 
 from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import http.client
+import os
 import random
 import re
+import socket
 import time
+import urllib.error
+import urllib.request
 
 from ansible_collections.llmstack.deploy.plugins.module_utils.envfile import is_valid_key
 
 try:
     import botocore.config
     import botocore.exceptions
+    import botocore.session
     import boto3
 
     HAS_BOTO3 = True
@@ -50,6 +61,27 @@ TRANSIENT_CODES = frozenset([
     "Unavailable",
 ])
 
+# SSM's own limit on a parameter name or path. botocore checks only minimum lengths and moto
+# accepts anything, so it is checked here rather than left to a ValidationException.
+MAX_NAME_LENGTH = 2048
+
+# botocore's defaults are 60 s each; SSM answers a page in well under a second.
+CONNECT_TIMEOUT = 5
+READ_TIMEOUT = 15
+# Attempts botocore makes itself for each call (adaptive mode: throttling, 5xx, connection errors).
+BOTOCORE_ATTEMPTS = 3
+# Our own attempts after a timeout or a refused connection. Each one is already BOTOCORE_ATTEMPTS
+# tries, so an endpoint that accepts and never answers fails within about
+# TRANSPORT_ATTEMPTS * BOTOCORE_ATTEMPTS * READ_TIMEOUT instead of max_attempts times that.
+TRANSPORT_ATTEMPTS = 3
+
+# EC2 instance metadata (IMDSv2), for the region. Same endpoint variables as botocore.
+IMDS_ENDPOINT = "http://169.254.169.254"
+IMDS_ENDPOINT_IPV6 = "http://[fd00:ec2::254]"
+IMDS_TIMEOUT = 1.0
+IMDS_TOKEN_TTL = 60
+_REGION_RE = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
+
 KEY_MODES = ("basename", "relative")
 _INVALID_CHARS_RE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -60,16 +92,26 @@ class SsmError(Exception):
 
 # --------------------------------------------------------------------------- keys
 
+def split_selector(name):
+    """'/app/db:3' -> ('/app/db', '3'); '/app/db:prod' -> ('/app/db', 'prod'); '/app/db' -> ('/app/db', '').
+
+    A parameter name holds no ':' of its own; an ARN's colons all come before its last '/'."""
+    head, slash, last = name.rpartition("/")
+    base, _colon, selector = last.partition(":")
+    return head + slash + base, selector
+
+
 def parameter_key(name, base=None, key_mode="basename"):
     """Map a parameter name to an env key.
 
     basename: /app/production/db_host -> DB_HOST (what the operators' playbooks did).
     relative: /app/prod/db/host relative to /app/prod -> DB_HOST.
+    A version or label selector is not part of the key (/app/db:3 -> DB).
     Characters that are not valid in an env name become '_'.
     """
     if key_mode not in KEY_MODES:
         raise SsmError("key_mode must be one of %s, got %r" % (", ".join(KEY_MODES), key_mode))
-    stripped = name.strip("/")
+    stripped = split_selector(name)[0].strip("/")
     if key_mode == "relative":
         prefix = (base or "").strip("/")
         if prefix and (stripped == prefix or stripped.startswith(prefix + "/")):
@@ -104,6 +146,94 @@ def map_parameters(parameters, base=None, key_mode="basename"):
     return mapped
 
 
+# ------------------------------------------------------------------------- region
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """IMDS never redirects; following one would send the token elsewhere."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _imds_endpoint():
+    """(endpoint, None) from botocore's own variables, or (None, why not)."""
+    if os.environ.get("AWS_EC2_METADATA_DISABLED", "false").strip().lower() == "true":
+        return None, "disabled by AWS_EC2_METADATA_DISABLED"
+    endpoint = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "").strip()
+    if endpoint:
+        if not re.match(r"^https?://[^/]+", endpoint):
+            return None, "AWS_EC2_METADATA_SERVICE_ENDPOINT %r is not an http:// or https:// URL" % endpoint
+        return endpoint.rstrip("/"), None
+    mode = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE", "").strip().lower()
+    return (IMDS_ENDPOINT_IPV6 if mode == "ipv6" else IMDS_ENDPOINT), None
+
+
+def imds_region(endpoint=None, timeout=IMDS_TIMEOUT):
+    """The instance's region from EC2 instance metadata with IMDSv2: (region, None) or (None, why not).
+
+    PUT /latest/api/token (with a TTL header), then GET /latest/meta-data/placement/region with the
+    token. One attempt, `timeout` seconds per request, no proxies, no redirects. botocore's own
+    InstanceMetadataRegionFetcher asks the availability-zone path instead, which moto does not serve."""
+    if endpoint is None:
+        endpoint, reason = _imds_endpoint()
+        if endpoint is None:
+            return None, reason
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _NoRedirect())
+    step = "PUT /latest/api/token"
+    try:
+        req = urllib.request.Request(endpoint + "/latest/api/token", method="PUT",
+                                     headers={"X-aws-ec2-metadata-token-ttl-seconds": str(IMDS_TOKEN_TTL)})
+        with opener.open(req, timeout=timeout) as resp:
+            token = resp.read(4096).decode("ascii", "replace").strip()
+        if not token:
+            return None, "%s at %s: empty token" % (step, endpoint)
+        step = "GET /latest/meta-data/placement/region"
+        req = urllib.request.Request(endpoint + "/latest/meta-data/placement/region",
+                                     headers={"X-aws-ec2-metadata-token": token})
+        with opener.open(req, timeout=timeout) as resp:
+            answer = resp.read(256).decode("ascii", "replace").strip()
+    except urllib.error.HTTPError as e:
+        return None, "%s at %s: HTTP %s" % (step, endpoint, e.code)
+    except (socket.timeout, TimeoutError):
+        return None, "%s at %s: no answer within %g s" % (step, endpoint, timeout)
+    except urllib.error.URLError as e:
+        reason = e.reason
+        if isinstance(reason, (socket.timeout, TimeoutError)):
+            return None, "%s at %s: no answer within %g s" % (step, endpoint, timeout)
+        return None, "%s at %s: %s" % (step, endpoint, getattr(reason, "strerror", None) or reason)
+    except (OSError, ValueError) as e:
+        return None, "%s at %s: %s" % (step, endpoint, getattr(e, "strerror", None) or e)
+    except http.client.HTTPException as e:  # a broken answer: no region from here
+        return None, "%s at %s: broken answer (%s)" % (step, endpoint, type(e).__name__)
+    if not _REGION_RE.match(answer):
+        return None, "%s at %s: the answer is not a region name" % (step, endpoint)
+    return answer, None
+
+
+def resolve_region(region=None, core_session=None, imds=imds_region):
+    """(region, source) from, in order: the region option, AWS_REGION, AWS_DEFAULT_REGION, the
+    profile's region in the AWS config file, EC2 instance metadata. Fails naming every source tried."""
+    if region:
+        return region, "the region option"
+    for var in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        if os.environ.get(var, "").strip():
+            return os.environ[var].strip(), var
+    profile = "default"
+    if core_session is not None:
+        profile = core_session.profile or "default"
+        # get_scoped_config() reads only the config files (AWS_CONFIG_FILE, ~/.aws/config), not the
+        # environment, and raises ProfileNotFound for a profile that does not exist.
+        configured = (core_session.get_scoped_config().get("region") or "").strip()
+        if configured:
+            return configured, "profile %s" % profile
+    found, reason = imds()
+    if found:
+        return found, "EC2 instance metadata"
+    raise SsmError("no AWS region: tried the region option, AWS_REGION, AWS_DEFAULT_REGION, the region of "
+                   "profile %s in the AWS config file, and EC2 instance metadata (%s); set the region option "
+                   "(or module_defaults group/llmstack.deploy.aws)" % (profile, reason))
+
+
 # ------------------------------------------------------------------------- client
 
 def _error_code(err):
@@ -124,6 +254,24 @@ def backoff_delays(attempts, base=0.25, cap=20.0, rand=random.random):
     return [rand() * min(cap, base * (2 ** i)) for i in range(max(0, attempts - 1))]
 
 
+def _shorten(text, limit=120):
+    if len(text) <= limit:
+        return text
+    return "%s... (%d characters)" % (text[:limit], len(text))
+
+
+def _names_target(names):
+    return "names %s" % ", ".join(_shorten(n) if n else "''" for n in names)
+
+
+if HAS_BOTO3:
+    # Transient transport failures: retried with the backoff, at most TRANSPORT_ATTEMPTS times.
+    _TIMEOUTS = (botocore.exceptions.ReadTimeoutError, botocore.exceptions.ConnectTimeoutError)
+    _UNREACHABLE = (botocore.exceptions.EndpointConnectionError, botocore.exceptions.ConnectionClosedError)
+else:  # pragma: no cover
+    _TIMEOUTS = _UNREACHABLE = ()
+
+
 class SsmClient:
     """GetParametersByPath / GetParameters with retries that cover every page."""
 
@@ -132,35 +280,45 @@ class SsmClient:
         "GetParameters": "ssm:GetParameters",
     }
 
-    def __init__(self, client, max_attempts=8, sleep=time.sleep, rand=random.random):
+    def __init__(self, client, max_attempts=8, sleep=time.sleep, rand=random.random, region=None):
         self.client = client
         self.max_attempts = max(1, int(max_attempts))
         self.sleep = sleep
         self.rand = rand
+        self.region = region or getattr(getattr(client, "meta", None), "region_name", None)
         self.calls = 0  # API calls made, retries included (the benchmark reads it)
 
     @classmethod
-    def connect(cls, region=None, profile=None, endpoint_url=None, max_attempts=8):
+    def connect(cls, region=None, profile=None, endpoint_url=None, max_attempts=8, connect_timeout=CONNECT_TIMEOUT,
+                read_timeout=READ_TIMEOUT, botocore_attempts=BOTOCORE_ATTEMPTS, imds=imds_region):
         if not HAS_BOTO3:
             raise SsmError("boto3 and botocore are required on the host that runs this module")
         # botocore retries each HTTP call itself (adaptive mode rate-limits the
         # client); our own loop in _call() adds longer backoff around each page.
         config = botocore.config.Config(
-            retries={"max_attempts": 3, "mode": "adaptive"},
+            retries={"total_max_attempts": botocore_attempts, "mode": "adaptive"},
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             user_agent_extra="llmstack.deploy",
         )
         try:
             # Credentials: boto3's own chain (instance profile, web identity, env, profile).
-            session = boto3.session.Session(profile_name=profile or None, region_name=region or None)
+            core = botocore.session.Session(profile=profile or None)
+            region, _source = resolve_region(region, core, imds=imds)
+            session = boto3.session.Session(botocore_session=core, region_name=region)
             client = session.client("ssm", endpoint_url=endpoint_url or None, config=config)
         except botocore.exceptions.ProfileNotFound as e:
             raise SsmError("AWS profile not found: %s" % e)
-        except botocore.exceptions.NoRegionError:
-            raise SsmError("no AWS region: set the region option, AWS_REGION, or the profile's region")
-        return cls(client, max_attempts=max_attempts)
+        except botocore.exceptions.BotoCoreError as e:
+            raise SsmError("cannot create the SSM client: %s" % e)
+        except ValueError as e:
+            # botocore: "Invalid endpoint: ..." for an endpoint_url that is not a URL.
+            raise SsmError("cannot create the SSM client: endpoint_url %r: %s" % (endpoint_url, e))
+        return cls(client, max_attempts=max_attempts, region=region)
 
     def _call(self, api, target, **kwargs):
         delays = backoff_delays(self.max_attempts, rand=self.rand)
+        transport_limit = min(self.max_attempts, TRANSPORT_ATTEMPTS)
         attempt = 0
         while True:
             attempt += 1
@@ -173,11 +331,20 @@ class SsmClient:
                     self.sleep(delays[attempt - 1])
                     continue
                 raise self._explain(api, target, e, attempt)
+            except _TIMEOUTS + _UNREACHABLE as e:
+                if attempt < transport_limit:
+                    self.sleep(delays[attempt - 1])
+                    continue
+                what = "timed out" if isinstance(e, _TIMEOUTS) else "cannot reach the SSM endpoint"
+                raise SsmError("%s on %s: %s after %d attempts: %s" % (api, target, what, attempt, e))
             except botocore.exceptions.NoCredentialsError:
                 raise SsmError("%s on %s: no AWS credentials found (instance profile, environment, "
                                "profile or OIDC web identity)" % (api, target))
-            except botocore.exceptions.EndpointConnectionError as e:
-                raise SsmError("%s on %s: cannot reach the SSM endpoint: %s" % (api, target, e))
+            except botocore.exceptions.ParamValidationError as e:
+                report = " ".join(str(e).split())
+                raise SsmError("%s on %s: invalid request: %s" % (api, target, report))
+            except botocore.exceptions.BotoCoreError as e:
+                raise SsmError("%s on %s: %s" % (api, target, e))
 
     def _explain(self, api, target, err, attempts):
         code = _error_code(err)
@@ -195,10 +362,14 @@ class SsmClient:
     def get_by_path(self, path, recursive=True, decrypt=True):
         """All parameters under path. Loops until there is no NextToken: a page may
         hold 0 to 10 items and still carry one."""
+        target = "path %s" % _shorten(path)
+        if len(path) > MAX_NAME_LENGTH:
+            raise SsmError("GetParametersByPath on %s: invalid request: the path is longer than SSM's limit of "
+                           "%d characters" % (target, MAX_NAME_LENGTH))
         params = []
         kwargs = dict(Path=path, Recursive=recursive, WithDecryption=decrypt, MaxResults=PAGE_SIZE)
         while True:
-            page = self._call("GetParametersByPath", "path %s" % path, **kwargs)
+            page = self._call("GetParametersByPath", target, **kwargs)
             params.extend(page.get("Parameters", []))
             token = page.get("NextToken")
             if not token:
@@ -206,19 +377,69 @@ class SsmClient:
             kwargs["NextToken"] = token
 
     def get_by_names(self, names, decrypt=True):
-        """Parameters by explicit name, in batches of 10. Unknown names come back in
-        InvalidParameters rather than as an error: collect them and fail once."""
+        """Parameters by explicit name, in batches of 10, in the order asked.
+
+        A name may carry a version or label selector (/app/db:3, /app/db:prod). AWS answers such a
+        name with Name *without* the selector plus a Selector field, in alphabetical order, so
+        results are mapped back by Name + Selector. Each returned dict is a copy whose Name is the
+        name as asked. Unknown names come back in InvalidParameters rather than as an error:
+        collect them and fail once. A name that is in neither list is an error too."""
+        wanted = []
+        for name in names:
+            if name not in wanted:
+                wanted.append(name)
+        too_long = [n for n in wanted if len(n) > MAX_NAME_LENGTH]
+        if too_long:
+            raise SsmError("GetParameters on %s: invalid request: longer than SSM's limit of %d characters"
+                           % (_names_target(too_long), MAX_NAME_LENGTH))
         found, missing = [], []
-        for i in range(0, len(names), NAMES_BATCH):
-            batch = list(names[i:i + NAMES_BATCH])
-            page = self._call("GetParameters", "names %s" % ", ".join(batch), Names=batch, WithDecryption=decrypt)
+        for i in range(0, len(wanted), NAMES_BATCH):
+            batch = wanted[i:i + NAMES_BATCH]
+            page = self._call("GetParameters", _names_target(batch), Names=batch, WithDecryption=decrypt)
             found.extend(page.get("Parameters", []))
             missing.extend(page.get("InvalidParameters", []))
         if missing:
             raise SsmError("GetParameters: parameter(s) not found: %s" % ", ".join(sorted(missing)))
-        by_name = dict((p["Name"], p) for p in found)
-        # Keep the caller's order so a collision error is reported predictably.
-        return [by_name[n] for n in names if n in by_name]
+        matched = match_results(wanted, found)
+        unanswered = [n for n in wanted if n not in matched]
+        if unanswered:
+            raise SsmError("GetParameters on %s: the answer holds neither the parameter nor an InvalidParameters "
+                           "entry for it" % _names_target(unanswered))
+        return [dict(matched[n], Name=n) for n in wanted]
+
+
+def match_results(wanted, results):
+    """{name as asked: parameter} for GetParameters results.
+
+    First by Name (or ARN) + Selector, as AWS answers. A result without a Selector field that no
+    plain name claims answers a selected name of that parameter: the lab's moto drops the field.
+    Among several such names the one whose selector is the result's Version wins, then the first
+    asked (moto answers in the order asked; two selectors of one parameter collide on the key anyway)."""
+    by_key = {}
+    for name in wanted:
+        base, selector = split_selector(name)
+        by_key.setdefault((base, selector), name)
+    matched, loose = {}, []
+    for param in results:
+        selector = str(param.get("Selector") or "").lstrip(":")
+        name = None
+        for ident in (param.get("Name"), param.get("ARN")):
+            candidate = by_key.get((ident, selector))
+            if candidate is not None and candidate not in matched:
+                name = candidate
+                break
+        if name is not None:
+            matched[name] = param
+        elif not param.get("Selector"):
+            loose.append(param)
+    for param in loose:
+        idents = (param.get("Name"), param.get("ARN"))
+        candidates = [n for (base, selector), n in by_key.items()
+                      if selector and base in idents and n not in matched]
+        exact = [n for n in candidates if split_selector(n)[1] == str(param.get("Version"))]
+        if exact or candidates:
+            matched[(exact or candidates)[0]] = param
+    return matched
 
 
 def _snake(api):

@@ -21,6 +21,8 @@ description:
     that would be added, removed or changed.
   - Keys are sorted and the file is written atomically (temp file in the same folder, then a
     rename), so the content and its RV(checksum) are deterministic.
+  - RV(checksum) is an HMAC keyed with a secret kept on the host (C(host.key) in O(state_dir)), so
+    it cannot be used to guess a short secret offline even when every other value is known.
 author:
   - llmstack.deploy maintainers (@llmstack)
 options:
@@ -39,6 +41,9 @@ options:
     description:
       - Explicit parameter names, read with GetParameters in batches of 10. They override
         O(paths). A name that does not exist is an error. Their key is always the last segment.
+      - A name may carry a version or label selector, C(/app/db_password:3) or C(/app/db_password:prod).
+        The selector is not part of the key (both give C(DB_PASSWORD)). An unknown version or label is
+        an error naming it.
     type: list
     elements: str
     default: []
@@ -87,7 +92,15 @@ options:
     description: Group of the env file (name or gid). Defaults to the user's group.
     type: str
   region:
-    description: AWS region. Defaults to boto3's chain (C(AWS_REGION), C(AWS_DEFAULT_REGION), the profile).
+    description:
+      - AWS region.
+      - If not set, the first of these that gives one is used, C(AWS_REGION), C(AWS_DEFAULT_REGION),
+        the region of the profile (O(profile), else C(AWS_PROFILE), else C(default)) in the AWS config
+        file, then the instance's region from EC2 instance metadata (IMDSv2, one attempt with a 1 s
+        timeout, no proxies; C(AWS_EC2_METADATA_SERVICE_ENDPOINT) and C(AWS_EC2_METADATA_DISABLED)
+        are honoured).
+      - If none gives a region, the module fails and names every source it tried.
+      - The region used is returned as RV(region).
     type: str
     aliases: [aws_region]
   profile:
@@ -102,10 +115,22 @@ options:
     aliases: [aws_endpoint_url]
   max_attempts:
     description:
-      - Attempts per API call when SSM throttles (exponential backoff with jitter), on top
-        of botocore's own adaptive retries.
+      - Attempts per API call when SSM throttles or fails with a 5xx error (exponential backoff with
+        jitter), on top of botocore's own adaptive retries.
+      - A timeout or a refused connection is retried the same way, at most 3 attempts, since
+        botocore already retries those itself (connect timeout 5 s, read timeout 15 s).
     type: int
     default: 8
+  state_dir:
+    description:
+      - Folder where the modules keep their state on the host, the same as
+        O(llmstack.deploy.container_rollout#module:state_dir). This module keeps only C(host.key) there, the per-host secret
+        that keys RV(checksum). It is created (mode C(0700), the key C(0600)) on first use.
+      - In check mode nothing is created; on a host without the key RV(checksum) is then C(null).
+      - If the folder cannot be created or read (for example when the task does not run as root), the
+        module fails and says so.
+    type: path
+    default: /var/lib/llmstack
 requirements:
   - boto3 and botocore on the host that runs the module
 notes:
@@ -113,8 +138,19 @@ notes:
     GitHub Actions, environment, profile).
   - The caller needs C(ssm:GetParametersByPath) on O(paths), C(ssm:GetParameters) on O(names),
     and C(kms:Decrypt) on the KMS keys of SecureString parameters.
-  - Supports check mode and diff mode.
-extends_documentation_fragment: []
+  - Every failure names the API call and the path or name involved, never a value.
+extends_documentation_fragment:
+  - llmstack.deploy.attributes
+  - llmstack.deploy.attributes.actiongroup_aws
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details:
+      - The diff lists keys added, removed and changed, with every value redacted.
+  idempotent:
+    support: full
 """
 
 EXAMPLES = r"""
@@ -142,6 +178,11 @@ EXAMPLES = r"""
     names: [/app/prod/db_password, /app/prod/api_key]
   delegate_to: localhost
 
+- name: Pin a version and a label (keys DB_PASSWORD and API_KEY)
+  llmstack.deploy.ssm_env_file:
+    path: /etc/llmstack/app.env
+    names: ["/app/prod/db_password:3", "/app/prod/api_key:live"]
+
 - name: Set region and endpoint for every llmstack AWS module at once
   module_defaults:
     group/llmstack.deploy.aws:
@@ -167,7 +208,12 @@ keys:
   elements: str
   sample: [DB_HOST, DB_PASSWORD, IMAGE_TAG]
 checksum:
-  description: SHA-256 of the env file's content. Changes exactly when a key or a value changes.
+  description:
+    - HMAC-SHA256 of the env file's content, keyed with the host's secret (C(host.key) in O(state_dir)).
+      Changes exactly when a key or a value changes.
+    - Keyed so that it cannot be brute-forced offline to recover a short secret. Two hosts with the
+      same file therefore return different checksums; compare checksums of one host only.
+    - C(null) in check mode on a host that has no host key yet.
   returned: always
   type: str
   sample: 3b1f0c1e9b3f8d0c8a5e0f7d7c1b2a3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c
@@ -177,10 +223,36 @@ parameter_count:
   type: int
   sample: 12
 key_changes:
-  description: Keys added, removed and changed compared with the file on disk.
+  description:
+    - Keys added, removed and changed compared with the file on disk. Never the values.
+    - Lines of the old file that Docker would refuse (for example after a hand edit) are skipped.
   returned: always
   type: dict
   sample: {added: [NEW_FLAG], removed: [], changed: [DB_PASSWORD]}
+  contains:
+    added:
+      description: Keys the new file has and the old one does not, sorted.
+      returned: always
+      type: list
+      elements: str
+      sample: [NEW_FLAG]
+    removed:
+      description: Keys the old file has and the new one does not, sorted.
+      returned: always
+      type: list
+      elements: str
+      sample: [OLD_FLAG]
+    changed:
+      description: Keys in both files whose value differs, sorted.
+      returned: always
+      type: list
+      elements: str
+      sample: [DB_PASSWORD]
+region:
+  description: The AWS region used (see O(region) for where it comes from).
+  returned: always
+  type: str
+  sample: eu-west-1
 api_calls:
   description: SSM API calls made, retries included.
   returned: always
@@ -192,7 +264,7 @@ import grp
 import pwd
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, ssm
+from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, ssm, state
 
 
 def _resolve_id(value, lookup, kind):
@@ -229,21 +301,25 @@ def run(module, client):
     if missing:
         raise envfile.EnvFileError("required key(s) missing: %s (the env file was not written)" % ", ".join(missing))
 
-    content = envfile.render(values)
+    content = envfile.render(values).encode("utf-8")
     want = {
         "mode": _parse_mode(p["mode"]),
         "uid": _resolve_id(p["owner"], pwd.getpwnam, "owner"),
         "gid": _resolve_id(p["group"], grp.getgrnam, "group"),
     }
     before_content, before_stat = envfile.read(p["path"])
-    before_values = envfile.parse(before_content) if before_content is not None else {}
+    # The old file may have been edited by hand: skip lines Docker would refuse rather than fail.
+    before_values = envfile.parse(before_content, source=p["path"], strict=False) if before_content is not None else {}
     have = envfile.attributes(before_stat) if before_stat else {}
     attr_changes = dict((k, v) for k, v in want.items() if v != -1 and have.get(k) != v)
     changes = envfile.key_diff(before_values, values)
     changed = before_content != content or bool(attr_changes)
 
-    result = dict(changed=changed, path=p["path"], keys=sorted(values), checksum=envfile.checksum(content),
-                  parameter_count=count, key_changes=changes, api_calls=client.calls)
+    # Check mode creates nothing, not even the state_dir: without a key there is no checksum yet.
+    key = state.host_key(p["state_dir"], create=not module.check_mode)
+    result = dict(changed=changed, path=p["path"], keys=sorted(values),
+                  checksum=envfile.checksum(content, key) if key is not None else None,
+                  parameter_count=count, key_changes=changes, api_calls=client.calls, region=client.region)
     if module._diff and changed:
         def meta(attrs):
             return dict(("mode", "%04o" % v) if k == "mode" else (k, v) for k, v in attrs.items() if v != -1)
@@ -254,7 +330,7 @@ def run(module, client):
             "after": envfile.redacted_view(values, changed=changes["changed"], meta=meta(dict(have, **want))),
         }
     if changed and not module.check_mode:
-        envfile.write_atomic(p["path"], content, mode=want["mode"], uid=want["uid"], gid=want["gid"])
+        envfile.write_atomic(p["path"], content.decode("utf-8"), mode=want["mode"], uid=want["uid"], gid=want["gid"])
     return result
 
 
@@ -277,6 +353,7 @@ def main():
             profile=dict(type="str", aliases=["aws_profile"]),
             endpoint_url=dict(type="str", aliases=["aws_endpoint_url"]),
             max_attempts=dict(type="int", default=8),
+            state_dir=dict(type="path", default="/var/lib/llmstack"),
         ),
         supports_check_mode=True,
     )
@@ -287,7 +364,7 @@ def main():
         client = ssm.SsmClient.connect(region=p["region"], profile=p["profile"],
                                        endpoint_url=p["endpoint_url"], max_attempts=p["max_attempts"])
         module.exit_json(**run(module, client))
-    except (ssm.SsmError, envfile.EnvFileError) as e:
+    except (ssm.SsmError, envfile.EnvFileError, state.StateError) as e:
         module.fail_json(msg="%s: %s" % (p["path"], e))
     except OSError as e:
         module.fail_json(msg="%s: cannot write the env file: %s" % (p["path"], e.strerror or e))

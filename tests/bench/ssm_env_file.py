@@ -55,6 +55,7 @@ def main():
     with tempfile.TemporaryDirectory() as tmp:
         ours = play_file(tmp, "ours", [{"llmstack.deploy.ssm_env_file": {
             "path": os.path.join(tmp, "ours.env"), "paths": [base], "region": "us-east-1",
+            "state_dir": os.path.join(tmp, "state"),
             "endpoint_url": lab["LAB_MOTO_URL"]}}])
         lookup = ("lookup('amazon.aws.aws_ssm', '%s', bypath=true, recursive=true, shortnames=true, "
                   "region='us-east-1', endpoint_url='%s')" % (base, lab["LAB_MOTO_URL"]))

@@ -1,11 +1,16 @@
 """ssm_env_file through Ansible against the lab's moto server."""
+import hashlib
+import hmac
 import os
 import pwd
 import stat
 import subprocess
 import uuid
 
+import boto3
 import pytest
+
+import labenv
 
 MODULE = "llmstack.deploy.ssm_env_file"
 
@@ -33,6 +38,29 @@ def read_env(path):
 def task(**args):
     register = args.pop("register", "r")
     return {MODULE: args, "register": register}
+
+
+class StatePlay:
+    """The conftest Play, with ssm_env_file's state_dir (its host key) in the test's own folder so
+    tests never share a key, nor leave one in /var/lib/llmstack on this machine."""
+
+    def __init__(self, play, state_dir):
+        self.raw, self.state_dir = play, state_dir
+
+    def run(self, tasks, module_defaults=None, **kwargs):
+        defaults = {MODULE: {"state_dir": self.state_dir}}
+        defaults.update(module_defaults or {})
+        return self.raw.run(tasks, module_defaults=defaults, **kwargs)
+
+
+@pytest.fixture
+def play(play, tmp_path):
+    return StatePlay(play, str(tmp_path / "state"))
+
+
+def keyed(key, path):
+    with open(str(path), "rb") as f:
+        return hmac.new(key, f.read(), hashlib.sha256).hexdigest()
 
 
 def test_thousand_nested_parameters_string_and_securestring(play, put, prefix, tmp_path):
@@ -245,19 +273,190 @@ def test_runs_on_target_host_with_distro_boto3(play, put, prefix, tmp_path, lab,
     put({prefix + "/db_password": ("pw-" + uuid.uuid4().hex, "SecureString"), prefix + "/db_host": "h"})
     inventory = tmp_path / "hosts.ini"
     inventory.write_text("%s ansible_connection=community.docker.docker ansible_python_interpreter=/usr/bin/python3\n" % lab_host)
+    local_state = tmp_path / "controller-state"
     tasks = [{MODULE: {"path": "/opt/app.env", "paths": [prefix], "owner": "root", "mode": "0600",
                        "endpoint_url": lab["LAB_MOTO_URL_FROM_HOSTS"]},
               "environment": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
               "register": "r"},
              # The same read done on the controller instead (module_defaults give the local endpoint).
-             {MODULE: {"path": str(tmp_path / "delegated.env"), "paths": [prefix]},
+             {MODULE: {"path": str(tmp_path / "delegated.env"), "paths": [prefix], "state_dir": str(local_state)},
               "delegate_to": "localhost", "register": "d"}]
-    res = play.run(tasks, hosts="all", inventory=str(inventory))
+    # The host keeps its default state_dir (/var/lib/llmstack), so no state_dir default here.
+    res = play.raw.run(tasks, hosts="all", inventory=str(inventory))
     assert res.rc == 0, res.output
-    assert res.task(0)["keys"] == ["DB_HOST", "DB_PASSWORD"]
-    assert res.task(1)["checksum"] == res.task(0)["checksum"]
-    again = play.run(tasks, hosts="all", inventory=str(inventory))
-    assert again.task()["changed"] is False
-    out = subprocess.run(["docker", "exec", lab_host, "stat", "-c", "%a", "/opt/app.env"],
-                         capture_output=True, text=True, check=True).stdout.strip()
-    assert out == "600"
+    on_host, on_controller = res.task(0), res.task(1)
+    assert on_host["keys"] == ["DB_HOST", "DB_PASSWORD"] and on_host["region"] == "us-east-1"
+
+    def host_file(path):
+        return subprocess.run(["docker", "exec", lab_host, "cat", path], capture_output=True, check=True).stdout
+
+    # Same content, different per-host keys: the checksums differ by design, and each is the
+    # HMAC of the file under its own host's key.
+    assert host_file("/opt/app.env") == (tmp_path / "delegated.env").read_bytes()
+    host_key = host_file("/var/lib/llmstack/host.key").strip()
+    assert on_host["checksum"] == hmac.new(host_key, host_file("/opt/app.env"), hashlib.sha256).hexdigest()
+    assert on_controller["checksum"] == keyed((local_state / "host.key").read_bytes().strip(), tmp_path / "delegated.env")
+    assert on_host["checksum"] != on_controller["checksum"]
+
+    again = play.raw.run(tasks, hosts="all", inventory=str(inventory))
+    assert again.task(0)["changed"] is False and again.task(1)["changed"] is False
+    assert again.task(0)["checksum"] == on_host["checksum"]
+    assert again.task(1)["checksum"] == on_controller["checksum"]
+    out = subprocess.run(["docker", "exec", lab_host, "stat", "-c", "%a", "/opt/app.env", "/var/lib/llmstack/host.key"],
+                         capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["600", "600"]
+
+    put({prefix + "/db_host": "h2"})
+    changed = play.raw.run(tasks[:1], hosts="all", inventory=str(inventory))
+    assert changed.task()["changed"] is True and changed.task()["key_changes"]["changed"] == ["DB_HOST"]
+    assert changed.task()["checksum"] != on_host["checksum"]
+
+
+# ------------------------------------------------------------------------- keyed checksum
+
+def test_checksum_is_keyed_with_the_host_key(play, put, prefix, tmp_path):
+    secret = "pw-" + uuid.uuid4().hex
+    put({prefix + "/db_password": (secret, "SecureString"), prefix + "/db_host": "h"})
+    dest = tmp_path / "keyed.env"
+    res = play.run([task(path=str(dest), paths=[prefix])])
+    assert res.rc == 0, res.output
+    checksum = res.task()["checksum"]
+    key_file = tmp_path / "state" / "host.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "state").stat().st_mode) == 0o700
+    # Not a plain hash of the file (which could be brute-forced offline for a short secret)...
+    assert checksum != hashlib.sha256(dest.read_bytes()).hexdigest()
+    # ...but the HMAC of it under the host key.
+    assert checksum == keyed(key_file.read_bytes().strip(), dest)
+
+    # Another host (another state_dir, another key): same file, another checksum.
+    other = play.run([task(path=str(dest), paths=[prefix])],
+                     module_defaults={MODULE: {"state_dir": str(tmp_path / "other-host")}})
+    assert other.rc == 0, other.output
+    assert other.task()["changed"] is False
+    assert other.task()["checksum"] != checksum
+    assert secret not in res.output + other.output
+
+
+def test_check_mode_without_host_key_creates_nothing(play, put, prefix, tmp_path):
+    put({prefix + "/a": "1"})
+    dest = tmp_path / "check.env"
+    state_dir = tmp_path / "fresh" / "state"
+    res = play.run([task(path=str(dest), paths=[prefix], state_dir=str(state_dir))], args=["--check"])
+    assert res.rc == 0, res.output
+    assert res.task()["changed"] is True
+    assert res.task()["checksum"] is None
+    assert not (tmp_path / "fresh").exists(), "check mode created the state_dir"
+    assert not dest.exists()
+
+    real = play.run([task(path=str(dest), paths=[prefix], state_dir=str(state_dir))])
+    assert real.rc == 0 and real.task()["checksum"]
+    check = play.run([task(path=str(dest), paths=[prefix], state_dir=str(state_dir))], args=["--check"])
+    assert check.task()["changed"] is False and check.task()["checksum"] == real.task()["checksum"]
+
+
+def test_unusable_state_dir_is_a_message(play, put, prefix, tmp_path):
+    put({prefix + "/a": "1"})
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder\n")
+    dest = tmp_path / "state-fail.env"
+    res = play.run([task(path=str(dest), paths=[prefix], state_dir=str(blocker / "state"))], callback="default")
+    assert res.rc != 0
+    assert str(blocker / "state") in res.output and "state_dir" in res.output
+    assert "Traceback" not in res.output
+    assert not dest.exists()
+
+
+def test_hand_edited_file_still_diffs(play, put, prefix, tmp_path):
+    """The old file may hold lines Docker would refuse: the 'before' side skips them."""
+    put({prefix + "/a": "1"})
+    dest = tmp_path / "edited.env"
+    dest.write_bytes(b"OLD=1\nbare line without equals\nBAD\xff=x\n  # comment\nA=0\n")
+    res = play.run([task(path=str(dest), paths=[prefix])])
+    assert res.rc == 0, res.output
+    assert res.task()["key_changes"] == {"added": [], "removed": ["OLD"], "changed": ["A"]}
+    assert read_env(str(dest)) == {"A": "1"}
+
+
+# --------------------------------------------------------------------------------- region
+
+def no_region_env(tmp_path, **extra):
+    """No region in the environment or a config file; whatever else the test adds."""
+    env = {"AWS_DEFAULT_REGION": "", "AWS_REGION": "", "AWS_CONFIG_FILE": str(tmp_path / "no-config"),
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    env.update(extra)
+    return env
+
+
+def test_region_from_instance_metadata(play, put, prefix, tmp_path, lab):
+    """No region anywhere but IMDSv2 (moto serves /latest/api/token and placement/region: us-east-1)."""
+    put({prefix + "/a": "1"})
+    dest = tmp_path / "imds.env"
+    env = no_region_env(tmp_path, AWS_EC2_METADATA_DISABLED="false", AWS_EC2_METADATA_SERVICE_ENDPOINT=lab["LAB_MOTO_URL"])
+    res = play.run([task(path=str(dest), paths=[prefix])], env=env,
+                   module_defaults={"group/llmstack.deploy.aws": {"endpoint_url": lab["LAB_MOTO_URL"]}})
+    assert res.rc == 0, res.output
+    assert res.task()["region"] == "us-east-1"
+    assert read_env(str(dest)) == {"A": "1"}
+
+
+def test_region_from_aws_region_alone(play, prefix, tmp_path, lab):
+    """botocore reads only AWS_DEFAULT_REGION; AWS_REGION alone used to give NoRegionError."""
+    client = boto3.client("ssm", endpoint_url=lab["LAB_MOTO_URL"], region_name="eu-west-1",
+                          aws_access_key_id="testing", aws_secret_access_key="testing")
+    client.put_parameter(Name=prefix + "/where", Value="eu-west-1", Type="String")
+    dest = tmp_path / "aws-region.env"
+    res = play.run([task(path=str(dest), paths=[prefix])], env=no_region_env(tmp_path, AWS_REGION="eu-west-1"),
+                   module_defaults={"group/llmstack.deploy.aws": {"endpoint_url": lab["LAB_MOTO_URL"]}})
+    assert res.rc == 0, res.output
+    assert res.task()["region"] == "eu-west-1"
+    assert read_env(str(dest)) == {"WHERE": "eu-west-1"}
+
+
+def test_no_region_anywhere_names_every_source(play, prefix, tmp_path, lab):
+    dest = tmp_path / "no-region.env"
+    res = play.run([task(path=str(dest), paths=[prefix])], env=no_region_env(tmp_path),
+                   module_defaults={"group/llmstack.deploy.aws": {"endpoint_url": lab["LAB_MOTO_URL"]}})
+    assert res.rc != 0
+    msg = res.task()["msg"]
+    for source in ("region option", "AWS_REGION", "AWS_DEFAULT_REGION", "profile", "EC2 instance metadata"):
+        assert source in msg, source
+    assert not dest.exists()
+
+
+# ------------------------------------------------------------------------------ selectors
+
+def test_version_and_label_selectors(play, ssm_client, prefix, tmp_path):
+    ssm_client.put_parameter(Name=prefix + "/db", Value="first", Type="SecureString")
+    ssm_client.put_parameter(Name=prefix + "/db", Value="second", Type="SecureString", Overwrite=True)
+    ssm_client.put_parameter(Name=prefix + "/tok", Value="t-one", Type="SecureString")
+    ssm_client.put_parameter(Name=prefix + "/tok", Value="t-two", Type="SecureString", Overwrite=True)
+    ssm_client.label_parameter_version(Name=prefix + "/tok", ParameterVersion=1, Labels=["prod"])
+    dest = tmp_path / "selectors.env"
+    res = play.run([task(path=str(dest), names=[prefix + "/db:1", prefix + "/tok:prod"])])
+    assert res.rc == 0, res.output
+    assert res.task()["keys"] == ["DB", "TOK"] and res.task()["parameter_count"] == 2
+    assert read_env(str(dest)) == {"DB": "first", "TOK": "t-one"}
+
+    res = play.run([task(path=str(dest), names=[prefix + "/db:7"])])
+    assert res.rc != 0 and "not found: %s/db:7" % prefix in res.task()["msg"]
+    assert read_env(str(dest)) == {"DB": "first", "TOK": "t-one"}
+
+
+# --------------------------------------------------------------------------------- errors
+
+def test_too_long_path_is_a_message(play, prefix, tmp_path):
+    dest = tmp_path / "long.env"
+    res = play.run([task(path=str(dest), paths=[prefix + "/" + "x" * 2100])], callback="default")
+    assert res.rc != 0
+    assert "GetParametersByPath" in res.output and "2048" in res.output
+    assert "Traceback" not in res.output
+
+
+def test_unreachable_endpoint_is_a_message(play, prefix, tmp_path):
+    dest = tmp_path / "unreachable.env"
+    res = play.run([task(path=str(dest), paths=[prefix], max_attempts=1,
+                         endpoint_url="http://127.0.0.1:%d" % labenv.free_port())])
+    assert res.rc != 0
+    msg = res.task()["msg"]
+    assert "GetParametersByPath on path %s" % prefix in msg and "cannot reach" in msg

@@ -16,6 +16,10 @@ def param(name, value="v"):
     ("/app/prod/api-key.v2", "/app/prod", "basename", "API_KEY_V2"),
     ("/app/prod/db.host", "/app/prod", "relative", "DB_HOST"),
     ("/app/prod/x", None, "relative", "APP_PROD_X"),
+    # A version or label selector is not part of the key.
+    ("/app/db:3", None, "basename", "DB"),
+    ("/app/db_password:prod", None, "basename", "DB_PASSWORD"),
+    ("arn:aws:ssm:eu-west-1:123456789012:parameter/app/db_host", None, "basename", "DB_HOST"),
 ])
 def test_parameter_key(name, base, mode, key):
     assert ssm.parameter_key(name, base=base, key_mode=mode) == key
@@ -131,6 +135,101 @@ def test_names_are_batched_by_ten_and_unknown_names_fail(stubbed):
     with pytest.raises(ssm.SsmError, match="not found: /n/k15"):
         client.get_by_names(names)
     assert client.calls == 3
+
+
+def test_duplicate_names_are_asked_once(stubbed):
+    client, stub, _sleeps = stubbed
+    stub.add_response("get_parameters", {"Parameters": [param("/n/a")]}, {"Names": ["/n/a"], "WithDecryption": True})
+    assert [p["Name"] for p in client.get_by_names(["/n/a", "/n/a"])] == ["/n/a"]
+
+
+# ----------------------------------------------------------------------------- selectors
+# AWS answers GetParameters for `name:3` / `name:label` with Name *without* the selector and a
+# Selector field (":3", ":prod"), in alphabetical order rather than the order asked.
+
+def aws_param(name, value, version, selector=None):
+    p = {"Name": name, "Value": value, "Type": "SecureString", "Version": version, "DataType": "text",
+         "ARN": "arn:aws:ssm:us-east-1:123456789012:parameter" + name}
+    if selector is not None:
+        p["Selector"] = selector
+    return p
+
+
+def test_selectors_map_back_by_name_and_selector_aws_shape(stubbed):
+    client, stub, _sleeps = stubbed
+    names = ["/app/db:3", "/app/plain", "/app/api_key:prod"]
+    stub.add_response("get_parameters", {"Parameters": [
+        aws_param("/app/api_key", "k-prod", 7, ":prod"),
+        aws_param("/app/db", "db-v3", 3, ":3"),
+        aws_param("/app/plain", "plain-latest", 2),
+    ]}, {"Names": names, "WithDecryption": True})
+    params = client.get_by_names(names)
+    assert [(p["Name"], p["Value"]) for p in params] == [
+        ("/app/db:3", "db-v3"), ("/app/plain", "plain-latest"), ("/app/api_key:prod", "k-prod")]
+    values = dict((k, v) for k, (_n, v) in ssm.map_parameters(params).items())
+    assert values == {"DB": "db-v3", "PLAIN": "plain-latest", "API_KEY": "k-prod"}
+
+
+def test_selector_without_colon_in_response_still_matches(stubbed):
+    client, stub, _sleeps = stubbed
+    stub.add_response("get_parameters", {"Parameters": [aws_param("/app/db", "v3", 3, "3")]})
+    assert [p["Value"] for p in client.get_by_names(["/app/db:3"])] == ["v3"]
+
+
+def test_selector_response_without_selector_field_matches_by_version(stubbed):
+    """moto (the lab's stand-in) drops the Selector field: match on Name, then Version."""
+    client, stub, _sleeps = stubbed
+    stub.add_response("get_parameters", {"Parameters": [aws_param("/app/db", "v1", 1), aws_param("/app/tok", "t", 4)]})
+    params = client.get_by_names(["/app/tok:prod", "/app/db:1"])
+    assert [(p["Name"], p["Value"]) for p in params] == [("/app/tok:prod", "t"), ("/app/db:1", "v1")]
+
+
+def test_requested_name_missing_from_both_lists_is_an_error(stubbed):
+    """A name that is neither in Parameters nor in InvalidParameters is never dropped silently."""
+    client, stub, _sleeps = stubbed
+    stub.add_response("get_parameters", {"Parameters": [aws_param("/app/other", "s3cr3t-value", 1)]})
+    with pytest.raises(ssm.SsmError) as err:
+        client.get_by_names(["/app/other", "/app/db:3"])
+    msg = str(err.value)
+    assert "GetParameters" in msg and "/app/db:3" in msg and "s3cr3t-value" not in msg
+
+
+def test_unknown_selector_is_reported_as_not_found(stubbed):
+    client, stub, _sleeps = stubbed
+    stub.add_response("get_parameters", {"Parameters": [], "InvalidParameters": ["/app/db:9"]})
+    with pytest.raises(ssm.SsmError, match="not found: /app/db:9"):
+        client.get_by_names(["/app/db:9"])
+
+
+def test_two_selectors_of_one_parameter_collide_naming_both(stubbed):
+    client, stub, _sleeps = stubbed
+    stub.add_response("get_parameters", {"Parameters": [aws_param("/app/db", "a", 1, ":1"),
+                                                        aws_param("/app/db", "b", 2, ":prod")]})
+    params = client.get_by_names(["/app/db:1", "/app/db:prod"])
+    with pytest.raises(ssm.SsmError) as err:
+        ssm.map_parameters(params)
+    assert "/app/db:1" in str(err.value) and "/app/db:prod" in str(err.value) and "DB" in str(err.value)
+
+
+def test_selectors_against_moto(lab, ssm_client):
+    """What the lab's moto really returns for selectors: Name without the selector and no Selector field."""
+    import uuid
+    base = "/ut/%s" % uuid.uuid4().hex[:8]
+    ssm_client.put_parameter(Name=base + "/db", Value="first", Type="SecureString")
+    ssm_client.put_parameter(Name=base + "/db", Value="second", Type="SecureString", Overwrite=True)
+    ssm_client.put_parameter(Name=base + "/tok", Value="t1", Type="SecureString")
+    ssm_client.put_parameter(Name=base + "/tok", Value="t2", Type="SecureString", Overwrite=True)
+    ssm_client.label_parameter_version(Name=base + "/tok", ParameterVersion=1, Labels=["prod"])
+    raw = ssm_client.get_parameters(Names=[base + "/db:1"], WithDecryption=True)["Parameters"]
+    assert [p["Name"] for p in raw] == [base + "/db"] and "Selector" not in raw[0]
+
+    client = ssm.SsmClient(ssm_client)
+    values, count = ssm.collect(client, names=[base + "/db:1", base + "/tok:prod"])
+    assert values == {"DB": "first", "TOK": "t1"} and count == 2
+    values, _count = ssm.collect(client, names=[base + "/db"])
+    assert values == {"DB": "second"}
+    with pytest.raises(ssm.SsmError, match="not found: %s/db:9" % base):
+        ssm.collect(client, names=[base + "/db:9"])
 
 
 class FakeClient:
