@@ -1,4 +1,5 @@
-"""Shared by the benchmarks: run a one-play playbook and read its task durations."""
+"""Shared by the benchmarks: run a one-play playbook (in the foreground or the background) and read its
+task durations."""
 import json
 import os
 import subprocess
@@ -12,11 +13,12 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
 import labenv  # noqa: E402  pylint: disable=wrong-import-position
 
 
-def play_file(tmp, name, tasks, env=None):
-    """A localhost play (controller-side interpreter) with the given task list."""
+def play_file(tmp, name, tasks, env=None, variables=None):
+    """A localhost play (controller-side interpreter) with the given task list and play vars."""
     path = os.path.join(tmp, name + ".yml")
     play = {"hosts": "localhost", "gather_facts": False,
-            "vars": {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}, "tasks": tasks}
+            "vars": dict(variables or {}, ansible_python_interpreter="{{ ansible_playbook_python }}"),
+            "tasks": tasks}
     if env:
         play["environment"] = env
     with open(path, "w") as f:
@@ -24,22 +26,60 @@ def play_file(tmp, name, tasks, env=None):
     return path
 
 
+def _command(path, args=(), env=None):
+    full_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
+                    ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", **labenv.AWS_ENV)
+    full_env.update(env or {})
+    return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), path] + list(args), full_env
+
+
 def run(path, *args, **kwargs):
-    """Run a play. Returns (wall seconds, [task seconds], parsed json) or, with extra args, the raw output."""
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-               ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", **labenv.AWS_ENV)
-    env.update(kwargs.get("env") or {})
+    """Run a play. Returns (wall seconds, [task seconds], parsed json) or, with extra args, the raw output.
+
+    env: extra environment for ansible-playbook (and so for modules on localhost); may_fail: a failed play
+    is returned rather than ending the benchmark."""
+    cmd, env = _command(path, args, kwargs.get("env"))
     start = time.monotonic()
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), path] + list(args),
-                          capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     wall = time.monotonic() - start
     if args:
         return proc.stdout + proc.stderr
-    data = json.loads(proc.stdout) if proc.stdout.strip() else {}
-    if proc.returncode and not kwargs.get("may_fail"):
-        sys.exit("bench play %s failed:\n%s" % (path, proc.stdout[-3000:] + proc.stderr[-2000:]))
+    return _result(path, proc.returncode, proc.stdout, proc.stderr, wall, kwargs.get("may_fail"))
+
+
+def start(path, env=None):
+    """Start a play in the background (to kill its module, or to race another run). Finish it with wait()."""
+    cmd, full_env = _command(path, (), env)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT)
+    proc.bench_path, proc.bench_started = path, time.monotonic()
+    return proc
+
+
+def wait(proc, may_fail=True, timeout=600):
+    """Wait for a play started with start(); returns what run() returns."""
+    stdout, stderr = proc.communicate(timeout=timeout)
+    return _result(proc.bench_path, proc.returncode, stdout, stderr, time.monotonic() - proc.bench_started, may_fail)
+
+
+def _result(path, returncode, stdout, stderr, wall, may_fail):
+    data = json.loads(stdout) if stdout.strip() else {}
+    if returncode and not may_fail:
+        sys.exit("bench play %s failed:\n%s" % (path, stdout[-3000:] + stderr[-2000:]))
     tasks = data.get("plays", [{}])[0].get("tasks", [])
     return wall, [_seconds(t["task"]["duration"]["end"]) - _seconds(t["task"]["duration"]["start"]) for t in tasks], data
+
+
+def task_result(data, index=0):
+    """The localhost result of a play's task (a negative index counts from the last task that ran)."""
+    tasks = data.get("plays", [{}])[0].get("tasks", [])
+    try:
+        return tasks[index]["hosts"]["localhost"]
+    except (IndexError, KeyError):
+        return {}
+
+
+def failed(data):
+    return bool(data.get("stats", {}).get("localhost", {}).get("failures")) or not data
 
 
 def _seconds(stamp):
