@@ -154,12 +154,11 @@ class Registry:
             self.logged_in = True
 
     def local_image(self, ref):
-        try:
-            return self.client.images.get(ref)
-        except docker.errors.ImageNotFound:
-            return None
-        except SDK_ERRORS as e:
-            raise DockerError("inspect image %s: %s" % (ref, explain(e)))
+        with call("inspect image %s" % ref):
+            try:
+                return self.client.images.get(ref)
+            except docker.errors.ImageNotFound:
+                return None
 
     def resolve(self, ref, pull=True):
         """(image object, digest ref 'repo@sha256:...') for a full reference; pulls layers only if missing.
@@ -225,12 +224,11 @@ def container_args(spec, name, slot, labels):
 def check_networks(client, spec):
     """Every network the spec joins must exist (checked before anything is touched)."""
     for net in spec.options["networks"]:
-        try:
-            found = client.networks.get(net["name"])
-        except docker.errors.NotFound:
-            found = None
-        except SDK_ERRORS as e:
-            raise DockerError("inspect network %s: %s" % (net["name"], explain(e)))
+        with call("inspect network %s" % net["name"]):
+            try:
+                found = client.networks.get(net["name"])
+            except docker.errors.NotFound:
+                found = None
         if found is None or found.name != net["name"]:
             raise DockerError("networks: %s does not exist on this host; create it first (docker network create %s)"
                               % (net["name"], net["name"]))
@@ -261,12 +259,11 @@ def run_container(client, spec, name, slot, labels):
 
 def find(client, name):
     """The container called exactly name, or None (the daemon also matches id prefixes: not here)."""
-    try:
-        container = client.containers.get(name)
-    except docker.errors.NotFound:
-        return None
-    except SDK_ERRORS as e:
-        raise DockerError("inspect container %s: %s" % (name, explain(e)))
+    with call("inspect container %s" % name):
+        try:
+            container = client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
     return container if container.name == name else None
 
 
@@ -290,13 +287,12 @@ def logs_tail(container, lines=30):
         return ""
 
 
-def remove(container, timeout=10):
+def remove(container):
     """Remove a container (its volumes stay); gone already is fine."""
     if container is None:
         return
-    try:
-        container.remove(force=True, v=False)
-    except docker.errors.NotFound:
-        pass
-    except SDK_ERRORS as e:
-        raise DockerError("remove container %s: %s" % (container.name, explain(e)))
+    with call("remove container %s" % container.name):
+        try:
+            container.remove(force=True, v=False)
+        except docker.errors.NotFound:
+            pass

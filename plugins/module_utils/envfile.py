@@ -184,7 +184,7 @@ def redact(text, values):
 
 
 def write_atomic(path, content, mode=0o600, uid=-1, gid=-1):
-    """Write through a temp file in the same folder, then rename over the target.
+    """Write content (text, or bytes as they are) through a temp file in the same folder, then rename.
 
     The temp file is created 0600, so a secret never exists with wider permissions,
     and readers see either the old or the new file, never half of one."""
@@ -194,7 +194,7 @@ def write_atomic(path, content, mode=0o600, uid=-1, gid=-1):
     fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(content.encode("utf-8"))
+            f.write(content if isinstance(content, bytes) else content.encode("utf-8"))
             f.flush()
             os.fchown(f.fileno(), uid, gid)
             os.fchmod(f.fileno(), mode)

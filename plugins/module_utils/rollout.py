@@ -38,6 +38,10 @@ class RolloutError(Exception):
     pass
 
 
+# Failures whose message already says what happened and what to do; anything else is named by its type.
+EXPECTED = (RolloutError, dc.DockerError, specs.SpecError, state.StateError, envfile.EnvFileError)
+
+
 def checkpoint(phase):
     """Test hook: LLMSTACK_TEST_FAULT=<phase>:<action>[:<arg>] stops a rollout at a named phase.
 
@@ -225,12 +229,13 @@ class Rollout:
         hash_ = spec.hash(self.key)
         self.summary = spec.summary(self.key)
         current = self.history.current or {}
+        image_id = image.id if image else None
         result = {"service": self.name, "strategy": self.strategy, "image": spec.image, "digest_ref": spec.digest_ref,
-                  "spec_hash": hash_, "previous": current.get("digest_ref"), "image_id": image.id if image else None,
+                  "spec_hash": hash_, "previous": current.get("digest_ref"), "image_id": image_id,
                   "changes": specs.summary_diff(current.get("summary"), self.summary)}
         if rollback:
             result["rollback"] = rollback
-        entry = {"image": spec.image, "digest_ref": spec.digest_ref, "image_id": image.id if image else None,
+        entry = {"image": spec.image, "digest_ref": spec.digest_ref, "image_id": image_id,
                  "strategy": self.strategy, "spec": spec.record(), "spec_hash": hash_, "summary": self.summary,
                  "rollback_of": rollback and rollback["from"]}
         if self.strategy == "recreate":
@@ -300,7 +305,7 @@ class Rollout:
     def failure(self, error, container, spec):
         """The message for a failed rollout: the error, the new container's last log lines, and no env value."""
         message = str(error) or error.__class__.__name__
-        if not isinstance(error, (RolloutError, dc.DockerError, specs.SpecError, state.StateError)):
+        if not isinstance(error, EXPECTED):
             message = "%s: %s" % (error.__class__.__name__, message)
         if container is not None and isinstance(error, RolloutError):
             message += "\n--- last lines of %s's log ---\n%s" % (container.name, dc.logs_tail(container).rstrip())
@@ -316,9 +321,7 @@ class Rollout:
         """The spec of the deployment a failed recreate goes back to (its health probe, its port)."""
         previous = self.history.current
         if previous and (previous.get("spec") or {}).get("options"):
-            restored = specs.ContainerSpec.from_record(self.name, self.strategy, previous)
-            restored.environment = {}
-            return restored
+            return specs.ContainerSpec.from_record(self.name, self.strategy, previous)
         return spec
 
     def bring_back(self, container, spec):
@@ -517,8 +520,8 @@ class Rollout:
                   "phases": self.log.lines}
         if not result["changed"] or self.check_mode:
             return result
-        for summary in found:
-            container = dc.find(self.client, summary["Names"][0].lstrip("/"))
+        for name in names:
+            container = dc.find(self.client, name)
             if container is None:
                 continue
             self.log("removing %s" % container.name)

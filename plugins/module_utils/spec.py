@@ -160,6 +160,7 @@ class ContainerSpec:
         self.digest_ref = None  # set once the image is resolved (or from the record)
         self.environment = None  # set by load_env()
         self.env_file_checksums = None
+        self.recorded_env_files = []  # set by from_record(): the env files as the deployment saw them
 
     @classmethod
     def from_params(cls, p):
@@ -281,7 +282,7 @@ class ContainerSpec:
 
     def changed_env_files(self):
         """Recorded env files whose content differs now (rollback: the values are not kept)."""
-        recorded = dict((f["path"], f["checksum"]) for f in getattr(self, "recorded_env_files", []))
+        recorded = dict((f["path"], f["checksum"]) for f in self.recorded_env_files)
         return [f["path"] for f in self.env_file_checksums if recorded.get(f["path"]) not in (None, f["checksum"])]
 
     # ----- what the hash covers, and what is recorded

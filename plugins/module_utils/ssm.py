@@ -260,6 +260,13 @@ def _shorten(text, limit=120):
     return "%s... (%d characters)" % (text[:limit], len(text))
 
 
+def _refuse_too_long(api, target, names):
+    """SSM's own length limit, before the call (botocore checks only minimum lengths, moto none)."""
+    if any(len(n) > MAX_NAME_LENGTH for n in names):
+        raise SsmError("%s on %s: invalid request: longer than SSM's limit of %d characters"
+                       % (api, target, MAX_NAME_LENGTH))
+
+
 def _names_target(names):
     return "names %s" % ", ".join(_shorten(n) if n else "''" for n in names)
 
@@ -363,9 +370,7 @@ class SsmClient:
         """All parameters under path. Loops until there is no NextToken: a page may
         hold 0 to 10 items and still carry one."""
         target = "path %s" % _shorten(path)
-        if len(path) > MAX_NAME_LENGTH:
-            raise SsmError("GetParametersByPath on %s: invalid request: the path is longer than SSM's limit of "
-                           "%d characters" % (target, MAX_NAME_LENGTH))
+        _refuse_too_long("GetParametersByPath", target, [path])
         params = []
         kwargs = dict(Path=path, Recursive=recursive, WithDecryption=decrypt, MaxResults=PAGE_SIZE)
         while True:
@@ -389,9 +394,7 @@ class SsmClient:
             if name not in wanted:
                 wanted.append(name)
         too_long = [n for n in wanted if len(n) > MAX_NAME_LENGTH]
-        if too_long:
-            raise SsmError("GetParameters on %s: invalid request: longer than SSM's limit of %d characters"
-                           % (_names_target(too_long), MAX_NAME_LENGTH))
+        _refuse_too_long("GetParameters", _names_target(too_long), too_long)
         found, missing = [], []
         for i in range(0, len(wanted), NAMES_BATCH):
             batch = wanted[i:i + NAMES_BATCH]

@@ -34,6 +34,10 @@ HISTORY_FORMAT = 2
 LOG_MAX_BYTES = 1024 * 1024
 
 
+# What to do when a state_dir path can't be written.
+WRITE_HINT = "run the task as root (become: true) or set state_dir to a folder this user can write"
+
+
 class StateError(Exception):
     """A state_dir problem, with what to do about it."""
 
@@ -48,8 +52,7 @@ def ensure_dir(path, mode=0o700):
         os.makedirs(path, mode)
     except OSError as e:
         if e.errno != errno.EEXIST or not os.path.isdir(path):
-            raise StateError("cannot create %s: %s; run the task as root (become: true) or set state_dir "
-                             "to a folder this user can write" % (path, e.strerror or e))
+            raise StateError("cannot create %s: %s; %s" % (path, e.strerror or e, WRITE_HINT))
     return path
 
 
@@ -58,8 +61,7 @@ def write_file(path, content, mode=0o600):
     try:
         envfile.write_atomic(path, content, mode=mode)
     except (OSError, envfile.EnvFileError) as e:
-        raise StateError("cannot write %s: %s; run the task as root (become: true) or set state_dir "
-                         "to a folder this user can write" % (path, getattr(e, "strerror", None) or e))
+        raise StateError("cannot write %s: %s; %s" % (path, getattr(e, "strerror", None) or e, WRITE_HINT))
 
 
 def host_key(state_dir, create=True):
@@ -85,8 +87,7 @@ def host_key(state_dir, create=True):
             finally:
                 os.unlink(tmp)
         except OSError as e:
-            raise StateError("cannot create the host key %s: %s; run the task as root (become: true) or "
-                             "set state_dir to a folder this user can write" % (path, e.strerror or e))
+            raise StateError("cannot create the host key %s: %s; %s" % (path, e.strerror or e, WRITE_HINT))
     try:
         with open(path) as f:
             key = f.read().strip()
@@ -241,9 +242,8 @@ class History:
         raise StateError("no earlier successful deployment of %s is recorded in %s (only #%d, %s)"
                          % (self.service, self.path, current["seq"], current.get("image")))
 
-    def image_ids(self, statuses=None):
-        return [e.get("image_id") for e in self.deployments
-                if e.get("image_id") and (statuses is None or e["status"] in statuses)]
+    def image_ids(self):
+        return [e["image_id"] for e in self.deployments if e.get("image_id")]
 
     def images_to_keep(self, count):
         """Image ids of the current deployment and the newest successful ones, count in all."""
@@ -290,12 +290,11 @@ class History:
         self.exists = True
 
     def remove(self):
-        for path in (self.path,):
-            try:
-                os.unlink(path)
-            except OSError as e:
-                if e.errno != errno.ENOENT:
-                    raise StateError("cannot remove %s: %s" % (path, e.strerror or e))
+        try:
+            os.unlink(self.path)
+        except OSError as e:
+            if e.errno != errno.ENOENT:
+                raise StateError("cannot remove %s: %s" % (self.path, e.strerror or e))
         self.exists = False
 
 

@@ -446,7 +446,7 @@ import traceback
 
 from ansible.module_utils.basic import AnsibleModule, env_fallback
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, rollout, spec, state
+from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, rollout, spec
 
 
 def _diff(before, after):
@@ -525,8 +525,7 @@ def main():
     except Exception as e:  # pylint: disable=broad-exception-caught
         # Any env value (from the app's log lines, say) is redacted from what leaves the host.
         values = plan.spec.env_values() if plan is not None and plan.spec is not None else []
-        known = (dc.DockerError, rollout.RolloutError, spec.SpecError, state.StateError, envfile.EnvFileError)
-        msg = str(e) if isinstance(e, known) else (
+        msg = str(e) if isinstance(e, rollout.EXPECTED) else (
             "unexpected %s: %s. The phases show how far the run got; re-running the task repairs an "
             "interrupted rollout" % (e.__class__.__name__, e))
         module.fail_json(msg="%s: %s" % (p["name"], envfile.redact(msg, values)),

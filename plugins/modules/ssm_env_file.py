@@ -330,7 +330,7 @@ def run(module, client):
             "after": envfile.redacted_view(values, changed=changes["changed"], meta=meta(dict(have, **want))),
         }
     if changed and not module.check_mode:
-        envfile.write_atomic(p["path"], content.decode("utf-8"), mode=want["mode"], uid=want["uid"], gid=want["gid"])
+        envfile.write_atomic(p["path"], content, mode=want["mode"], uid=want["uid"], gid=want["gid"])
     return result
 
 

@@ -26,19 +26,12 @@ def play_file(tmp, name, tasks, env=None, variables=None):
     return path
 
 
-def _command(path, args=(), env=None):
-    full_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-                    ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", **labenv.AWS_ENV)
-    full_env.update(env or {})
-    return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), path] + list(args), full_env
-
-
 def run(path, *args, **kwargs):
     """Run a play. Returns (wall seconds, [task seconds], parsed json) or, with extra args, the raw output.
 
     env: extra environment for ansible-playbook (and so for modules on localhost); may_fail: a failed play
     is returned rather than ending the benchmark."""
-    cmd, env = _command(path, args, kwargs.get("env"))
+    cmd, env = labenv.playbook_command(path, args, kwargs.get("env"))
     start = time.monotonic()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, check=False)
     wall = time.monotonic() - start
@@ -49,7 +42,7 @@ def run(path, *args, **kwargs):
 
 def start(path, env=None):
     """Start a play in the background (to kill its module, or to race another run). Finish it with wait()."""
-    cmd, full_env = _command(path, (), env)
+    cmd, full_env = labenv.playbook_command(path, (), env)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=full_env, cwd=ROOT)
     proc.bench_path, proc.bench_started = path, time.monotonic()
     return proc

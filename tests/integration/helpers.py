@@ -3,14 +3,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import urllib.request
 import uuid
 
 import labenv
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = labenv.ROOT
 
 
 class Play:
@@ -29,13 +28,7 @@ class Play:
             play[0]["vars"] = {"ansible_python_interpreter": "{{ ansible_playbook_python }}"}
         path = self.tmp_path / ("play-%s.yml" % uuid.uuid4().hex[:6])
         path.write_text(json.dumps(play))
-        cmd = [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(path)] + list(args)
-        if inventory:
-            cmd += ["-i", inventory]
-        full_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"),
-                        ANSIBLE_STDOUT_CALLBACK=callback, ANSIBLE_NOCOLOR="1", **labenv.AWS_ENV)
-        full_env.update(env or {})
-        return cmd, full_env
+        return labenv.playbook_command(path, list(args) + (["-i", inventory] if inventory else []), env, callback)
 
     def run(self, tasks, callback="ansible.posix.json", **kwargs):
         cmd, env = self.command(tasks, callback=callback, **kwargs)

@@ -3,6 +3,7 @@ import os
 import shlex
 import socket
 import subprocess
+import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAB_ENV = os.path.join(os.environ.get("LLMSTACK_LAB_DIR", "/var/lib/llmstack-lab"), "lab.env")
@@ -22,6 +23,15 @@ def read(path=LAB_ENV):
                          check=True, capture_output=True, text=True, env={"PATH": os.environ["PATH"]}).stdout
     env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
     return dict((k, v) for k, v in env.items() if k.startswith("LAB_"))
+
+
+def playbook_command(path, args=(), env=None, callback="ansible.posix.json"):
+    """(argv, environment) to run a playbook with this venv's ansible-playbook and the repo's ansible.cfg,
+    as tests and benchmarks do. env adds to the environment (moto's credentials are always there)."""
+    full_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_STDOUT_CALLBACK=callback,
+                    ANSIBLE_NOCOLOR="1", **AWS_ENV)
+    full_env.update(env or {})
+    return [os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), str(path)] + list(args), full_env
 
 
 def free_port():
