@@ -209,12 +209,15 @@ def test_full_image_reference_and_docker_host_and_action_group(recreate_service,
     res = svc.run(image=full, registry=None)
     assert res.rc == 0, res.output
     assert res.task()["image"] == full, "a full reference must not get the registry twice"
+    before = svc.snapshot()
     clash = svc.run(image="ghcr.io/" + app_images["v2"])
     assert clash.rc != 0 and "names registry ghcr.io but registry is %s" % lab["LAB_REGISTRY"] in clash.task()["msg"]
+    assert svc.snapshot() == before, "a registry clash must not touch the running container"
 
     # DOCKER_HOST is honoured when docker_host is not set.
     nowhere = svc.run(image=full, registry=None, proc_env={"DOCKER_HOST": "unix:///nonexistent/docker.sock"})
     assert nowhere.rc != 0 and "/nonexistent/docker.sock" in nowhere.task()["msg"]
+    assert svc.snapshot() == before
 
     # group/llmstack.deploy.docker sets state_dir (and the registry) for every Docker-facing module.
     grouped_dir = str(tmp_path / "grouped")
