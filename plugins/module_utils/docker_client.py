@@ -216,7 +216,9 @@ def container_args(spec, name, slot, labels):
         user=o["user"], read_only=o["read_only"], security_opt=o["security_opts"] or None,
         log_config={"Type": o["log_driver"], "Config": o["log_options"]} if o["log_driver"] else None,
     )
-    if o["networks"]:
+    if o.get("network_mode"):
+        kwargs["network_mode"] = o["network_mode"]
+    elif o["networks"]:
         kwargs["network"] = o["networks"][0]["name"]
     return dict((k, v) for k, v in kwargs.items() if v is not None)
 

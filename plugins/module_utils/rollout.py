@@ -77,11 +77,12 @@ def other_slot(slot):
 # ---------------------------------------------------------------------------- health
 
 class Health:
-    """Wait until a container is healthy: Docker's HEALTHCHECK, an HTTP probe, or just running."""
+    """Wait until a container is healthy: Docker's HEALTHCHECK, an HTTP probe, a command run in the
+    container (exec), or just running."""
 
     def __init__(self, kind="auto", url=None, status=200, interval=2.0, probe_timeout=5.0,
-                 start_period=0.0, timeout=300.0, sleep=time.sleep, clock=time.monotonic):
-        self.kind, self.url, self.status = kind or "auto", url, status
+                 start_period=0.0, timeout=300.0, command=None, sleep=time.sleep, clock=time.monotonic):
+        self.kind, self.url, self.status, self.command = kind or "auto", url, status, command
         self.interval, self.probe_timeout, self.start_period = interval, probe_timeout, start_period
         self.timeout, self.sleep, self.clock = timeout, sleep, clock
 
@@ -114,6 +115,10 @@ class Health:
                 ok, last = self.probe(url)
                 if ok:
                     return kind
+            elif kind == "exec":
+                ok, last = self.run_check(container)
+                if ok:
+                    return kind
             elif current.get("Running") and waited >= self.start_period:
                 return kind
             if waited >= self.timeout:
@@ -124,6 +129,15 @@ class Health:
                 phase_logged = int(waited // 30)
                 progress("waiting for %s to be healthy (%s), %ds of %ds" % (container.name, kind, waited, self.timeout))
             self.sleep(self.interval)
+
+    def run_check(self, container):
+        """Run the check command in the container (docker exec): exit 0 means healthy."""
+        try:
+            code, output = container.exec_run(list(self.command), demux=False)
+        except dc.SDK_ERRORS as e:
+            return False, "exec %s: %s" % (" ".join(self.command), dc.explain(e))
+        text = (output or b"").decode("utf-8", "replace").strip()
+        return code == 0, "exec %s: exit %s %s" % (" ".join(self.command), code, text[-200:])
 
     def probe(self, url):
         try:

@@ -23,7 +23,11 @@ from ansible_collections.llmstack.deploy.plugins.module_utils import envfile
 # What goes into the container. Hash, SDK arguments and rollback record all iterate this list.
 RUN_OPTIONS = ("command", "env", "ports", "slots", "volumes", "networks", "restart_policy", "memory", "cpus",
                "gpus", "ipc_mode", "shm_size", "user", "read_only", "security_opts", "log_driver", "log_options",
-               "labels")
+               "labels", "network_mode")
+# Options added after containers were already deployed: left out of the hash while unset, so an
+# upgrade of the collection restarts nothing.
+LATER_OPTIONS = ("network_mode",)
+NETWORK_MODES = ("bridge", "host", "none")
 # How the module decides the container is healthy: recorded for rollback, not part of the hash
 # (a new probe setting does not change the container, so it restarts nothing).
 HEALTH_OPTIONS = ("healthcheck", "health_timeout")
@@ -231,6 +235,15 @@ class ContainerSpec:
                 raise SpecError("env: the value of %s contains a NUL byte" % key)
             env[key] = value
         o["env"] = env
+        mode = o.get("network_mode")
+        if mode is not None and mode not in NETWORK_MODES:
+            raise SpecError("network_mode: %r: use one of %s" % (mode, ", ".join(NETWORK_MODES)))
+        if mode in ("host", "none"):
+            if self.strategy == "blue_green":
+                raise SpecError("network_mode %s: blue_green needs a port per slot; use strategy recreate" % mode)
+            if o["ports"] or o["networks"]:
+                raise SpecError("network_mode %s: the container has no ports or networks of its own; "
+                                "drop ports and networks" % mode)
         networks, seen = [], set()
         for net in o["networks"] or []:
             if not net.get("name") or net["name"] in seen:
@@ -291,7 +304,8 @@ class ContainerSpec:
         """Everything the container gets, with each env value replaced by a keyed hash.
 
         Safe to store and to show in a diff: it names every env key and holds no env value."""
-        summary = dict((k, v) for k, v in self.options.items() if k != "env")
+        summary = dict((k, v) for k, v in self.options.items()
+                       if k != "env" and not (k in LATER_OPTIONS and v is None))
         summary["image"] = self.digest_ref
         summary["environment"] = dict(
             (k, hmac.new(key, ("%s=%s" % (k, v)).encode("utf-8"), hashlib.sha256).hexdigest()[:16])

@@ -452,8 +452,9 @@ def _snake(api):
 # ------------------------------------------------------------------------ sources
 
 def collect(client, paths=(), names=(), recursive=True, decrypt=True, key_mode="basename",
-            allow_empty=False):
-    """Read every source and merge: paths in order (later wins, key by key), then names.
+            allow_empty=False, named=None):
+    """Read every source and merge: paths in order (later wins, key by key), then names, then named
+    ({KEY: parameter name}: an explicit key, for wiring one service's secret into another's env).
 
     Returns (values, parameter_count) where values is {key: value}.
     """
@@ -475,4 +476,14 @@ def collect(client, paths=(), names=(), recursive=True, decrypt=True, key_mode="
         # Explicit names have no base path: their key is always the last segment.
         for key, (_name, value) in map_parameters(params, key_mode="basename").items():
             values[key] = value
+    if named:
+        for key, name in named.items():
+            validate_key(key, "named")
+            if not str(name).startswith("/"):
+                raise SsmError("named: %s: parameter name %r must start with '/'" % (key, name))
+        params = client.get_by_names(list(named.values()), decrypt=decrypt)
+        count += len(params)
+        by_name = dict((p["Name"], p.get("Value", "")) for p in params)
+        for key, name in named.items():
+            values[key] = by_name[name]
     return values, count

@@ -207,6 +207,14 @@ options:
     description: Extra container labels (the C(llmstack.) prefix is the module's own).
     type: dict
     default: {}
+  network_mode:
+    description:
+      - C(host) shares the host's network stack (a gateway that proxies to ports published on 127.0.0.1),
+        C(none) gives no network. With C(host) or C(none) the container has no O(ports) or O(networks)
+        of its own, and the strategy must be C(recreate).
+      - Unset, the container gets Docker's default bridge and O(networks).
+    type: str
+    choices: [bridge, host, none]
   healthcheck:
     description:
       - How to decide the new container is healthy. Recorded with the deployment, used again on rollback,
@@ -217,12 +225,18 @@ options:
         description:
           - C(auto) uses the image's HEALTHCHECK if it has one, else the HTTP probe if O(healthcheck.url)
             is set, else "running". C(http) needs O(healthcheck.url).
+          - C(exec) runs O(healthcheck.command) in the container (as C(docker exec) does) until it exits 0,
+            for example C([pg_isready, -h, 127.0.0.1]).
         type: str
-        choices: [auto, docker, http, running]
+        choices: [auto, docker, exec, http, running]
         default: auto
       url:
         description: URL probed from the host; C({port}) becomes the slot's first published host port.
         type: str
+      command:
+        description: The command of O(healthcheck.kind=exec), as a list (no shell).
+        type: list
+        elements: str
       status:
         description: Expected HTTP status.
         type: int
@@ -458,6 +472,14 @@ def _diff(before, after):
 
 
 SLOT = dict(type="dict", required=True, options=dict(ports=dict(type="list", elements="str", required=True)))
+HEALTHCHECK = dict(
+    kind=dict(type="str", choices=["auto", "docker", "exec", "http", "running"], default="auto"),
+    url=dict(type="str"),
+    command=dict(type="list", elements="str"),
+    status=dict(type="int", default=200),
+    interval=dict(type="float", default=2),
+    probe_timeout=dict(type="float", default=5),
+    start_period=dict(type="float", default=0))
 
 
 def main():
@@ -492,13 +514,9 @@ def main():
             log_driver=dict(type="str", default="json-file"),
             log_options=dict(type="dict", default={"max-size": "10m", "max-file": "3"}),
             labels=dict(type="dict", default={}),
-            healthcheck=dict(type="dict", required_if=[["kind", "http", ["url"]]], options=dict(
-                kind=dict(type="str", choices=["auto", "docker", "http", "running"], default="auto"),
-                url=dict(type="str"),
-                status=dict(type="int", default=200),
-                interval=dict(type="float", default=2),
-                probe_timeout=dict(type="float", default=5),
-                start_period=dict(type="float", default=0))),
+            network_mode=dict(type="str", choices=["bridge", "host", "none"]),
+            healthcheck=dict(type="dict", options=HEALTHCHECK,
+                             required_if=[["kind", "http", ["url"]], ["kind", "exec", ["command"]]]),
             health_timeout=dict(type="int", default=300),
             stop_timeout=dict(type="int", default=30),
             drain_seconds=dict(type="int", default=60),

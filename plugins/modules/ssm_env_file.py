@@ -47,9 +47,17 @@ options:
     type: list
     elements: str
     default: []
+  named:
+    description:
+      - Parameters with an explicit key, as a dict of key to parameter name. They override O(paths) and
+        O(names). For wiring one service's secret into another's env file under the name the app
+        expects, for example key C(PGPASSWORD) for C(/llmstack/prod/postgres/postgres_password).
+      - Selectors work as in O(names). A missing parameter is an error naming it.
+    type: dict
+    default: {}
   extra:
     description:
-      - Extra C(KEY=value) pairs, for example C(IMAGE_TAG). They override O(paths) and O(names).
+      - Extra C(KEY=value) pairs, for example C(IMAGE_TAG). They override O(paths), O(names) and O(named).
       - Meant for values that are not secret; keep secrets in SSM.
     type: dict
     default: {}
@@ -165,6 +173,14 @@ EXAMPLES = r"""
     required_keys: [DB_HOST, DB_PASSWORD]
     region: eu-west-1
   register: agent_env
+
+- name: The agent service gets postgres's password under the name libpq reads
+  llmstack.deploy.ssm_env_file:
+    path: /etc/llmstack/agent_service.env
+    paths: [/llmstack/prod/agent_service]
+    named:
+      PGPASSWORD: /llmstack/prod/postgres/postgres_password
+      LLM_API_KEY: /llmstack/prod/vllm/vllm_api_key
 
 - name: Nested names as keys (/app/prod/db/host -> DB_HOST)
   llmstack.deploy.ssm_env_file:
@@ -289,11 +305,11 @@ def _parse_mode(value):
 
 def run(module, client):
     p = module.params
-    if not (p["paths"] or p["names"] or p["extra"]):
-        raise envfile.EnvFileError("nothing to write: set at least one of paths, names or extra")
+    if not (p["paths"] or p["names"] or p["named"] or p["extra"]):
+        raise envfile.EnvFileError("nothing to write: set at least one of paths, names, named or extra")
     values, count = ssm.collect(
         client, paths=p["paths"], names=p["names"], recursive=p["recursive"],
-        decrypt=p["decrypt"], key_mode=p["key_mode"], allow_empty=p["allow_empty"])
+        decrypt=p["decrypt"], key_mode=p["key_mode"], allow_empty=p["allow_empty"], named=p["named"])
     for key, value in p["extra"].items():
         values[key] = "" if value is None else str(value)
 
@@ -340,6 +356,7 @@ def main():
             path=dict(type="path", required=True),
             paths=dict(type="list", elements="str", default=[]),
             names=dict(type="list", elements="str", default=[]),
+            named=dict(type="dict", default={}),
             extra=dict(type="dict", default={}),
             recursive=dict(type="bool", default=True),
             decrypt=dict(type="bool", default=True),

@@ -62,6 +62,32 @@ def test_health_exit_fails_fast_and_timeout_reports_progress():
     assert len(lines) == 3 and "of 65s" in lines[-1]  # at 0, 30 and 60 s: never silent
 
 
+class ExecContainer(FakeContainer):
+    """A running container whose check command fails until its nth run."""
+
+    def __init__(self, ok_on):
+        super(ExecContainer, self).__init__([{"Status": "running", "Running": True}], healthcheck=False)
+        self.ok_on, self.runs = ok_on, []
+
+    def exec_run(self, cmd, demux=False):
+        self.runs.append(cmd)
+        ok = len(self.runs) >= self.ok_on
+        return (0, b"127.0.0.1:5432 - accepting connections") if ok else (2, b"127.0.0.1:5432 - no response")
+
+
+def test_health_exec_runs_the_command_until_it_exits_0():
+    h, clock = health(timeout=10, kind="exec", command=["pg_isready", "-h", "127.0.0.1"])
+    c = ExecContainer(ok_on=3)
+    assert h.wait(c, lambda m: None) == "exec"
+    assert c.runs == [["pg_isready", "-h", "127.0.0.1"]] * 3 and clock.t == 2
+
+
+def test_health_exec_timeout_shows_the_last_output():
+    h, _clock = health(timeout=5, kind="exec", command=["pg_isready"])
+    with pytest.raises(rollout.RolloutError, match="exit 2 127.0.0.1:5432 - no response"):
+        h.wait(ExecContainer(ok_on=99), lambda m: None)
+
+
 def test_checkpoint_is_a_no_op_unless_asked(monkeypatch):
     monkeypatch.delenv("LLMSTACK_TEST_FAULT", raising=False)
     rollout.checkpoint("health_wait")

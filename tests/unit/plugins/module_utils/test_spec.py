@@ -31,9 +31,24 @@ def test_every_run_option_reaches_the_hash():
                    cpus=1.5, gpus=1, ipc_mode="host", shm_size="1g", user="1000", read_only=True,
                    security_opts=[], log_driver="local", log_options={}, labels={"a": "b"},
                    ports=["127.0.0.1:8002:8000"], networks=[{"name": "n", "aliases": None}])
-    assert set(changed) | {"slots"} == set(specs.RUN_OPTIONS)
     for option, value in changed.items():
         assert built(**{option: value}).hash(KEY) != base, option
+    # network_mode excludes ports and networks, so it is compared on a container without them.
+    bare = built(ports=[]).hash(KEY)
+    assert built(ports=[], network_mode="host").hash(KEY) != bare
+    assert set(changed) | {"slots", "network_mode"} == set(specs.RUN_OPTIONS)
+
+
+def test_an_option_added_later_leaves_existing_hashes_alone():
+    """A container deployed before network_mode existed keeps its hash (an upgrade restarts nothing)."""
+    summary = built().summary(KEY)
+    assert "network_mode" not in summary
+    assert built(network_mode="bridge").summary(KEY)["network_mode"] == "bridge"
+
+
+def test_network_mode_host_reaches_the_sdk_without_a_network():
+    args = dc.container_args(built(ports=[], network_mode="host"), "svc", None, {})
+    assert args["network_mode"] == "host" and "network" not in args and "ports" not in args
 
 
 def test_health_settings_are_recorded_but_not_hashed():
@@ -91,6 +106,11 @@ def test_hash_does_not_depend_on_order_or_the_spelling_of_a_port():
     ({"ports": [], "healthcheck": {"url": "http://127.0.0.1:{port}/"}}, "uses {port}, but the container publishes no port"),
     ({"image": "ghcr.io/org/app:v1"}, "names registry ghcr.io but registry is reg.example:5443"),
     ({"image": "org/app :v1"}, "is not an image reference"),
+    ({"network_mode": "hots"}, "network_mode: 'hots'"),
+    ({"network_mode": "host"}, "network_mode host: the container has no ports or networks"),
+    ({"network_mode": "host", "ports": [], "networks": [{"name": "n"}]}, "drop ports and networks"),
+    ({"network_mode": "host", "strategy": "blue_green", "ports": None,
+      "slots": {"blue": {"ports": []}, "green": {"ports": []}}}, "blue_green needs a port per slot"),
 ])
 def test_bad_input_is_named(over, message):
     with pytest.raises(specs.SpecError) as err:

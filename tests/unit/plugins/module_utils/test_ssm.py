@@ -256,6 +256,26 @@ def test_collect_precedence_later_path_then_names():
     assert count == 5
 
 
+def test_collect_named_gives_explicit_keys_and_wins():
+    client = FakeClient(by_path={"/app": [param("/app/pgpassword", "from-path")]},
+                        by_names=[param("/pg/postgres_password", "pw"), param("/llm/vllm_api_key", "key")])
+    named = {"PGPASSWORD": "/pg/postgres_password", "LLM_API_KEY": "/llm/vllm_api_key",
+             "SAME_KEY_AGAIN": "/llm/vllm_api_key"}
+    values, count = ssm.collect(client, paths=["/app"], named=named)
+    assert values == {"PGPASSWORD": "pw", "LLM_API_KEY": "key", "SAME_KEY_AGAIN": "key"}
+    assert count == 3
+
+
+@pytest.mark.parametrize("named,message", [
+    ({"BAD KEY": "/a"}, "'BAD KEY' (from named) is not a valid environment variable name"),
+    ({"K": "relative/name"}, "named: K: parameter name 'relative/name' must start with '/'"),
+])
+def test_collect_named_bad_input_is_named(named, message):
+    with pytest.raises(ssm.SsmError) as err:
+        ssm.collect(FakeClient(), named=named)
+    assert message in str(err.value)
+
+
 def test_collect_empty_path_fails_unless_allowed():
     with pytest.raises(ssm.SsmError, match="/empty holds no parameters"):
         ssm.collect(FakeClient(), paths=["/empty"])
