@@ -1,0 +1,180 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: llmstack.deploy contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+---
+module: docker_daemon_config
+short_description: Merge settings into Docker's daemon.json
+version_added: 0.1.0
+description:
+  - Merges O(options) into Docker's C(daemon.json) and keeps everything else in the file, so entries
+    other tools write (the C(runtimes.nvidia) entry of C(nvidia-ctk), for example) survive.
+  - Objects are merged key by key, at every level; any other value replaces the old one. A C(null)
+    value removes the key.
+  - The file is rewritten only when the merged config differs from the old one as data (key order
+    and white space do not count), atomically (temp file in the same folder, then a rename), with a
+    backup of the old file when O(backup=true). Notify a handler to restart Docker when the task changed.
+  - An existing file that is not a JSON object is an error and is left as it is.
+  - Values dockerd would refuse at start are refused before anything is written. Numbers and
+    booleans under C(log-opts) are written as strings, as dockerd wants them.
+author:
+  - llmstack.deploy maintainers (@llmstack)
+options:
+  path:
+    description: The daemon config file. Created (mode C(0644)) if it does not exist; its folder too.
+    type: path
+    default: /etc/docker/daemon.json
+  options:
+    description:
+      - Settings to merge in, with the keys and values C(daemon.json) takes (see the examples).
+    type: dict
+    required: true
+  backup:
+    description:
+      - Keep a copy of the old file next to it (C(daemon.json.<pid>.<date>~)) before it is replaced.
+    type: bool
+    default: true
+  validate:
+    description:
+      - Run C(dockerd --validate --config-file <new file>) before the new file replaces the old one
+        and fail, changing nothing, if dockerd refuses it.
+      - Skipped when C(dockerd) is not installed or is too old to know C(--validate) (before Engine 23,
+        for example Debian 12's 20.10); RV(validated) says whether it ran.
+    type: bool
+    default: true
+extends_documentation_fragment:
+  - llmstack.deploy.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+    details:
+      - The diff shows the old and the new file.
+  idempotent:
+    support: full
+notes:
+  - The module does not restart Docker; restart it from a handler notified by this task.
+"""
+
+EXAMPLES = r"""
+- name: Log rotation and live restore, keeping what nvidia-ctk wrote
+  llmstack.deploy.docker_daemon_config:
+    options:
+      log-driver: json-file
+      log-opts:
+        max-size: 10m
+        max-file: "3"
+      live-restore: true
+  notify: Restart the Docker daemon
+
+- name: Drop a key
+  llmstack.deploy.docker_daemon_config:
+    options:
+      debug: null
+"""
+
+RETURN = r"""
+path:
+  description: The daemon config file.
+  returned: always
+  type: str
+  sample: /etc/docker/daemon.json
+config:
+  description: The config after the merge (what the file holds, or would hold in check mode).
+  returned: always
+  type: dict
+  sample: {"live-restore": true, "runtimes": {"nvidia": {"path": "nvidia-container-runtime", "args": []}}}
+changed_keys:
+  description: Dotted paths of the keys added, removed or changed, sorted.
+  returned: always
+  type: list
+  elements: str
+  sample: ["live-restore", "log-opts.max-file"]
+backup_file:
+  description: The copy of the old file.
+  returned: when the file was replaced and O(backup=true)
+  type: str
+  sample: /etc/docker/daemon.json.1234.2025-01-01@10:00:00~
+validated:
+  description: Whether C(dockerd --validate) checked the new file.
+  returned: always
+  type: bool
+  sample: false
+"""
+
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.llmstack.deploy.plugins.module_utils import daemon_config as dc
+
+
+def run(module):
+    p = module.params
+    path = p["path"]
+    data, st = dc.read(path)
+    before = dc.parse(data, source=path) if data is not None else {}
+    options = dc.normalize(p["options"])
+    after = dc.merge(before, options)
+    dc.check(after, source=path)
+    changed = data is None or not dc.same(before, after)
+    result = dict(changed=changed, path=path, config=after, changed_keys=dc.changed_keys(before, after),
+                  validated=False)
+    if not changed:
+        return result
+    content = dc.render(after)
+    if module._diff:
+        result["diff"] = {
+            "before_header": path if data is not None else "%s (absent)" % path,
+            "after_header": path,
+            "before": data.decode("utf-8", "replace") if data is not None else "",
+            "after": content,
+        }
+    dockerd = module.get_bin_path("dockerd") if p["validate"] else None
+    if dockerd:
+        # A file of our own, so check mode can validate too without touching the real one.
+        probe = os.path.join(module.tmpdir, "daemon.json")
+        with open(probe, "w") as f:
+            f.write(content)
+        result["validated"] = dc.dockerd_validate(
+            lambda argv: module.run_command(argv, environ_update={"LC_ALL": "C"}), dockerd, probe)
+    if module.check_mode:
+        return result
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        os.makedirs(folder, 0o755)
+    if data is not None and p["backup"]:
+        result["backup_file"] = module.backup_local(path)
+    if st is not None:
+        dc.write_atomic(path, content, mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
+    else:
+        dc.write_atomic(path, content)
+    return result
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            path=dict(type="path", default="/etc/docker/daemon.json"),
+            options=dict(type="dict", required=True),
+            backup=dict(type="bool", default=True),
+            validate=dict(type="bool", default=True),
+        ),
+        supports_check_mode=True,
+    )
+    try:
+        module.exit_json(**run(module))
+    except dc.DaemonConfigError as e:
+        module.fail_json(msg=str(e))
+    except OSError as e:
+        module.fail_json(msg="%s: %s" % (module.params["path"], e.strerror or e))
+
+
+if __name__ == "__main__":
+    main()
