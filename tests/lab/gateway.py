@@ -1,8 +1,8 @@
 """The lab's gateway and load: nginx + njs on loopback in front of services, and paced HTTP clients.
 
 Gateway.blue_green() is the switch mechanism container_rollout relies on: one upstream per slot and
-an njs function (gateway/live_upstream.js) that reads the service's switch file per request, so a
-switch needs no reload. Gateway.plain() is a single upstream whose server lines live in an include
+an njs function (roles/nginx_gateway/files/live_upstream.js) that reads the service's switch file per
+request, so a switch needs no reload. Gateway.plain() is a single upstream whose server lines live in an include
 file, the hand-made blue/green operators write (rewrite the include, then `nginx -s reload`).
 Tests and benchmarks both use this module; the nginx_gateway role templates the same nginx config.
 """
@@ -16,7 +16,8 @@ import time
 
 import labenv
 
-NJS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "gateway", "live_upstream.js")
+# The njs file the nginx_gateway role ships: the lab gateway uses the same code.
+NJS = os.path.join(labenv.ROOT, "roles", "nginx_gateway", "files", "live_upstream.js")
 
 
 class Gateway:
