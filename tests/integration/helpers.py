@@ -1,15 +1,41 @@
 """Helpers for the container_rollout tests: a service under test, and how to look at containers."""
+import contextlib
 import json
 import os
 import shutil
 import subprocess
 import tempfile
+import time
 import urllib.request
 import uuid
 
 import labenv
 
 ROOT = labenv.ROOT
+
+
+@contextlib.contextmanager
+def running_lab_host(lab, prefix):
+    """An EC2 stand-in (systemd + its own Docker engine, Debian's python3-docker), up until the block ends.
+
+    Run without --privileged (this kernel lacks CAP_SYS_RESOURCE): every capability but that one."""
+    name = "%s-%s" % (prefix, uuid.uuid4().hex[:6])
+    subprocess.run(["docker", "run", "-d", "--name", name, "--hostname", name, "--label", "llmstack-lab=1",
+                    "--cap-add=ALL", "--cap-drop=SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
+                    "--security-opt", "apparmor=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+                    "--tmpfs", "/run", "--tmpfs", "/run/lock", "-v", name + ":/var/lib/docker",
+                    lab["LAB_HOST_IMAGE"]], check=True, capture_output=True)
+    try:
+        for _attempt in range(120):
+            if subprocess.run(["docker", "exec", name, "docker", "info"], capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError("docker did not start inside %s" % name)
+        yield name
+    finally:
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
+        subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True, check=False)
 
 
 class Play:

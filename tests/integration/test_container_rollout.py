@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 import labenv
-from helpers import ROLLOUT, Service, http_get, inspect
+from helpers import ROLLOUT, Service, http_get, inspect, running_lab_host
 
 
 def test_first_deploy_then_noop(service, app_images):
@@ -312,23 +312,8 @@ def test_prune_keeps_last_good_and_what_others_need(play, lab, tmp_path, app_ima
 @pytest.fixture(scope="module")
 def dind_host(lab):
     """An EC2 stand-in with its own Docker engine and Debian's python3-docker 5.x."""
-    name = "llmstack-it-host-%s" % uuid.uuid4().hex[:6]
-    subprocess.run(["docker", "run", "-d", "--name", name, "--hostname", name, "--label", "llmstack-lab=1",
-                    "--cap-add=ALL", "--cap-drop=SYS_RESOURCE", "--security-opt", "seccomp=unconfined",
-                    "--security-opt", "apparmor=unconfined", "-v", "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-                    "--tmpfs", "/run", "--tmpfs", "/run/lock", "-v", name + ":/var/lib/docker",
-                    lab["LAB_HOST_IMAGE"]], check=True, capture_output=True)
-    try:
-        for _attempt in range(120):
-            if subprocess.run(["docker", "exec", name, "docker", "info"], capture_output=True, check=False).returncode == 0:
-                break
-            time.sleep(0.5)
-        else:
-            pytest.fail("docker did not start inside %s" % name)
+    with running_lab_host(lab, "llmstack-it-host") as name:
         yield name
-    finally:
-        subprocess.run(["docker", "rm", "-f", name], capture_output=True, check=False)
-        subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True, check=False)
 
 
 def test_on_a_host_with_distro_docker_sdk(play, lab, tmp_path, app_images, dind_host):

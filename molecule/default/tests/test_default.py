@@ -1,0 +1,159 @@
+"""Verify the single-host stack molecule converged: every check goes through the real parts (the host's
+Docker engine, the gateway over TLS from outside the host, postgres, the vLLM stand-in)."""
+import json
+import os
+import socket
+import ssl
+import subprocess
+import time
+import http.client
+
+import pytest
+
+HOST_CONTAINER = "llmstack-molecule-app"
+SECRETS = os.path.join(os.environ.get("LAB_DIR", "/var/lib/llmstack-lab"), "molecule-default")
+
+
+def secret(name):
+    with open(os.path.join(SECRETS, name)) as f:
+        return f.read().strip()
+
+
+@pytest.fixture(scope="module")
+def host_ip():
+    out = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                          HOST_CONTAINER], check=True, capture_output=True, text=True).stdout
+    return out.split()[0]
+
+
+def request(host_ip, method, path, body=None, key=None, tls=True, port=None):
+    """One request from this machine (outside the host), as a client on the network would make it."""
+    if tls:
+        # The lab's gateway has a self-signed certificate; the point here is the gateway, not the CA.
+        conn = http.client.HTTPSConnection(host_ip, port or 443, timeout=30, context=ssl._create_unverified_context())
+    else:
+        conn = http.client.HTTPConnection(host_ip, port or 80, timeout=30)
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = "Bearer " + key
+    conn.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
+    return conn, conn.getresponse()
+
+
+def docker_json(host, *args):
+    return json.loads(host.check_output("docker " + " ".join(args)))
+
+
+def live_agent(host):
+    """The running agent_service slot container (the switch file names its upstream, <service>_<slot>)."""
+    slot = host.file("/var/lib/llmstack/switch/agent_service.live").content_string.strip().rsplit("_", 1)[1]
+    names = host.check_output("docker ps --filter label=llmstack.service=agent_service "
+                              "--filter label=llmstack.slot=%s --format '{{.Names}}'" % slot).split()
+    assert len(names) == 1, names
+    return names[0]
+
+
+def test_containers_run_healthy_with_their_limits(host):
+    for name, memory in (("postgres", None), ("vllm", 512 * 1024 ** 2), (live_agent(host), 512 * 1024 ** 2),
+                         ("nginx_gateway", 256 * 1024 ** 2)):
+        info = docker_json(host, "inspect", name)[0]
+        assert info["State"]["Running"], name
+        assert info["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped", name
+        if memory:
+            assert info["HostConfig"]["Memory"] == memory, name
+    assert docker_json(host, "inspect", "nginx_gateway")[0]["HostConfig"]["NetworkMode"] == "host"
+
+
+def test_env_files_are_0600_root(host):
+    names = host.check_output("ls /etc/llmstack/*.env").split()
+    assert {"/etc/llmstack/postgres.env", "/etc/llmstack/agent_service.env", "/etc/llmstack/vllm.env",
+            "/etc/llmstack/nginx_gateway.api_keys.env"} <= set(names)
+    for name in names:
+        f = host.file(name)
+        assert (f.mode, f.user, f.group) == (0o600, "root", "root"), name
+
+
+def test_postgres_is_not_reachable_from_outside_the_host(host, host_ip):
+    assert host.run("docker exec postgres pg_isready -h 127.0.0.1").rc == 0
+    with pytest.raises(OSError):
+        socket.create_connection((host_ip, 5432), timeout=3).close()
+    with pytest.raises(OSError):  # nor the LLM server's port: the gateway is the only door
+        socket.create_connection((host_ip, 8000), timeout=3).close()
+
+
+def test_http_redirects_to_https_but_healthz_answers(host_ip):
+    _c, resp = request(host_ip, "GET", "/llm_api/models", tls=False)
+    assert resp.status == 301 and resp.getheader("Location").startswith("https://")
+    _c, resp = request(host_ip, "GET", "/healthz", tls=False)
+    assert resp.status == 200
+
+
+@pytest.mark.parametrize("key", [None, "wrong-key-0123456789"])
+def test_a_missing_or_wrong_key_gets_401_json(host_ip, key):
+    _c, resp = request(host_ip, "GET", "/llm_api/models", key=key)
+    assert resp.status == 401
+    assert json.loads(resp.read())["error"]["code"] == "invalid_api_key"
+
+
+def test_the_right_key_reaches_the_llm_with_security_headers(host_ip):
+    for client in ("api_key_ci", "api_key_alice"):
+        _c, resp = request(host_ip, "GET", "/llm_api/models", key=secret(client))
+        assert resp.status == 200, client
+        assert json.loads(resp.read())["data"][0]["id"] == "lab/echo"
+    assert resp.getheader("X-Content-Type-Options") == "nosniff"
+    assert resp.getheader("Strict-Transport-Security", "").startswith("max-age=")
+
+
+def test_only_v1_paths_reach_the_llm_server(host_ip):
+    for path in ("/metrics", "/llm_api/../metrics", "/llm_api/%2e%2e/metrics", "/tokenize"):
+        _c, resp = request(host_ip, "GET", path, key=secret("api_key_ci"))
+        assert b"vllm:num_requests" not in resp.read(), path
+
+
+def test_a_streamed_completion_arrives_in_pieces(host_ip):
+    words = "one two three four five six seven eight"
+    conn, resp = request(host_ip, "POST", "/llm_api/chat/completions", key=secret("api_key_ci"),
+                         body={"model": "lab/echo", "stream": True, "messages": [{"role": "user", "content": words}]})
+    assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/event-stream")
+    arrivals, text = [], ""
+    while True:
+        line = resp.readline()  # decoded from the chunked framing
+        if not line or line.strip() == b"data: [DONE]":
+            break
+        if line.startswith(b"data: "):
+            arrivals.append(time.monotonic())
+            text += json.loads(line[6:])["choices"][0]["delta"].get("content") or ""
+    assert words in text
+    assert len(arrivals) >= 8
+    # One block at the end would arrive within a millisecond; the stand-in sends a word every 30 ms.
+    assert arrivals[-1] - arrivals[0] > 0.15
+
+
+def test_chat_goes_through_agent_postgres_and_llm_and_remembers(host_ip):
+    key = secret("api_key_alice")
+    _c, resp = request(host_ip, "POST", "/agent/chat", key=key, body={"message": "my name is Ada"})
+    assert resp.status == 200
+    first = json.loads(resp.read())
+    assert first["reply"] == "echo(1): my name is Ada"
+    _c, resp = request(host_ip, "POST", "/agent/chat", key=key,
+                       body={"session_id": first["session_id"], "message": "what is my name?"})
+    assert json.loads(resp.read())["reply"] == "echo(3): what is my name?"  # the LLM got the history
+
+
+def test_no_secret_in_the_gateway_or_app_logs(host, host_ip):
+    # Traffic of its own first: pytest groups the tests by fixture, so this may run before any other request.
+    _c, resp = request(host_ip, "POST", "/agent/chat", key=secret("api_key_alice"), body={"message": "hello"})
+    assert resp.status == 200
+    _c, resp = request(host_ip, "GET", "/llm_api/models", key=secret("api_key_ci"))
+    assert resp.status == 200
+    logs = host.check_output("docker logs nginx_gateway 2>&1; docker logs vllm 2>&1; docker logs %s 2>&1"
+                             % live_agent(host))
+    assert '"api_key":"ALICE"' in logs and '"api_key":"CI"' in logs  # the client's name is logged
+    for name in ("api_key_ci", "api_key_alice", "vllm_api_key", "postgres_password"):
+        assert secret(name) not in logs, name
+
+
+def test_a_backup_is_written(host):
+    host.check_output("systemctl start llmstack-postgres-backup.service")
+    files = host.check_output("ls /var/backups/llmstack/postgres").split()
+    assert any(f.endswith(".dump") for f in files), files
