@@ -11,7 +11,7 @@ import http.client
 import pytest
 
 HOST_CONTAINER = "llmstack-molecule-app"
-SECRETS = os.path.join(os.environ.get("LAB_DIR", "/var/lib/llmstack-lab"), "molecule-default")
+SECRETS = os.path.join(os.environ.get("LAB_DIR", "/var/lib/llmstack-lab"), "stack")
 
 
 def secret(name):
@@ -104,6 +104,22 @@ def test_the_right_key_reaches_the_llm_with_security_headers(host_ip):
     assert resp.getheader("Strict-Transport-Security", "").startswith("max-age=")
 
 
+def test_over_the_rate_limit_a_client_gets_429_json(host_ip):
+    conn = http.client.HTTPSConnection(host_ip, 443, timeout=30, context=ssl._create_unverified_context())
+    statuses, body = [], None
+    time.sleep(3)  # a full bucket (earlier tests' requests drain in 2 s)
+    for _ in range(40):  # burst 20 at 10 r/s: a quick 40 goes over
+        conn.request("GET", "/llm_api/models", headers={"Authorization": "Bearer " + secret("api_key_alice")})
+        resp = conn.getresponse()
+        data = resp.read()
+        statuses.append(resp.status)
+        if resp.status == 429:
+            body = json.loads(data)
+    assert statuses.count(200) >= 20 and 429 in statuses, statuses
+    assert body["error"]["code"] == "rate_limit_exceeded"
+    time.sleep(3)  # the bucket refills (2 s) before the next test uses the gateway
+
+
 def test_only_v1_paths_reach_the_llm_server(host_ip):
     for path in ("/metrics", "/llm_api/../metrics", "/llm_api/%2e%2e/metrics", "/tokenize"):
         _c, resp = request(host_ip, "GET", path, key=secret("api_key_ci"))
@@ -153,7 +169,37 @@ def test_no_secret_in_the_gateway_or_app_logs(host, host_ip):
         assert secret(name) not in logs, name
 
 
-def test_a_backup_is_written(host):
+def test_a_backup_is_written_and_restore_yml_brings_rows_back(host):
+    def sql(query):
+        return host.check_output('docker exec postgres psql -v ON_ERROR_STOP=1 -U agent -d agent -tAc "%s"' % query)
+    sql("DROP TABLE IF EXISTS verify_restore; CREATE TABLE verify_restore AS SELECT generate_series(1, 500) AS n")
     host.check_output("systemctl start llmstack-postgres-backup.service")
     files = host.check_output("ls /var/backups/llmstack/postgres").split()
     assert any(f.endswith(".dump") for f in files), files
+    sql("DROP TABLE verify_restore")
+    # The operator's playbook, against the same inventory molecule wrote.
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+    proc = subprocess.run(["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"],
+                           os.path.join(root, "playbooks", "restore.yml")],
+                          env=dict(os.environ, ANSIBLE_CONFIG=os.path.join(root, "ansible.cfg")),
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert sql("SELECT count(*) FROM verify_restore").strip() == "500"
+    sql("DROP TABLE verify_restore")
+
+
+def test_an_openai_sdk_works_unchanged_through_the_gateway(host_ip):
+    import openai  # pylint: disable=import-outside-toplevel
+
+    def client(key):  # the lab's certificate is self-signed; the SDK is what is under test
+        return openai.OpenAI(base_url="https://%s/llm_api" % host_ip, api_key=key,
+                             http_client=openai.DefaultHttpxClient(verify=False), max_retries=0)
+    sdk = client(secret("api_key_alice"))
+    assert [m.id for m in sdk.models.list()] == ["lab/echo"]
+    reply = sdk.chat.completions.create(model="lab/echo", messages=[{"role": "user", "content": "hello sdk"}])
+    assert "hello sdk" in reply.choices[0].message.content
+    pieces = [c.choices[0].delta.content or "" for c in sdk.chat.completions.create(
+        model="lab/echo", stream=True, messages=[{"role": "user", "content": "one two three four"}]) if c.choices]
+    assert len([p for p in pieces if p]) >= 4 and "one two three four" in "".join(pieces)
+    with pytest.raises(openai.AuthenticationError):
+        client("wrong-key-0123456789").models.list()
