@@ -108,7 +108,7 @@ def test_over_the_rate_limit_a_client_gets_429_json(host_ip):
     conn = http.client.HTTPSConnection(host_ip, 443, timeout=30, context=ssl._create_unverified_context())
     statuses, body = [], None
     time.sleep(3)  # a full bucket (earlier tests' requests drain in 2 s)
-    for _ in range(40):  # burst 20 at 10 r/s: a quick 40 goes over
+    for _request in range(40):  # burst 20 at 10 r/s: a quick 40 goes over
         conn.request("GET", "/llm_api/models", headers={"Authorization": "Bearer " + secret("api_key_alice")})
         resp = conn.getresponse()
         data = resp.read()
