@@ -15,9 +15,11 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import grp
 import hashlib
 import hmac
 import os
+import pwd
 import re
 import stat
 import tempfile
@@ -216,3 +218,26 @@ def write_atomic(path, content, mode=0o600, uid=-1, gid=-1):
 def attributes(st):
     """mode/uid/gid of a stat result, for comparison."""
     return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
+
+
+def parse_mode(value):
+    """A file mode from the task: an int, or an octal string such as '0600'."""
+    if isinstance(value, int):
+        return value
+    try:
+        return int(str(value), 8)
+    except ValueError:
+        raise EnvFileError("mode %r is not an octal number such as '0600'" % (value,))
+
+
+def resolve_id(value, kind):
+    """uid/gid (kind 'owner' or 'group') from a name or a number; -1 (keep) when not set."""
+    if value is None:
+        return -1
+    if str(value).isdigit():
+        return int(value)
+    lookup = pwd.getpwnam if kind == "owner" else grp.getgrnam
+    try:
+        return lookup(value)[2]
+    except KeyError:
+        raise EnvFileError("%s %s does not exist on this host" % (kind, value))

@@ -26,7 +26,9 @@ import time
 import urllib.error
 import urllib.request
 
-from ansible_collections.llmstack.deploy.plugins.module_utils.envfile import is_valid_key
+from ansible.module_utils.basic import missing_required_lib
+from ansible_collections.llmstack.deploy.plugins.module_utils.envfile import EnvFileError, is_valid_key
+from ansible_collections.llmstack.deploy.plugins.module_utils.state import StateError
 
 try:
     import botocore.config
@@ -82,6 +84,14 @@ IMDS_TIMEOUT = 1.0
 IMDS_TOKEN_TTL = 60
 _REGION_RE = re.compile(r"^[a-z]{2,}(-[a-z0-9]+)+$")
 
+# The AWS options of the SSM modules (documented in doc_fragments/aws.py).
+AWS_ARGUMENT_SPEC = dict(
+    region=dict(type="str", aliases=["aws_region"]),
+    profile=dict(type="str", aliases=["aws_profile"]),
+    endpoint_url=dict(type="str", aliases=["aws_endpoint_url"]),
+    max_attempts=dict(type="int", default=8),
+    state_dir=dict(type="path", default="/var/lib/llmstack"),
+)
 KEY_MODES = ("basename", "relative")
 _INVALID_CHARS_RE = re.compile(r"[^A-Za-z0-9_]")
 
@@ -487,3 +497,19 @@ def collect(client, paths=(), names=(), recursive=True, decrypt=True, key_mode="
         for key, name in named.items():
             values[key] = by_name[name]
     return values, count
+
+
+def run_module(module, run, what):
+    """The end of each SSM module's main(): connect with the AWS options (AWS_ARGUMENT_SPEC), call
+    run(module, client) and exit with its result; errors become messages naming the file, never a value."""
+    if not HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3 and botocore"))
+    p = module.params
+    try:
+        client = SsmClient.connect(region=p["region"], profile=p["profile"],
+                                   endpoint_url=p["endpoint_url"], max_attempts=p["max_attempts"])
+        module.exit_json(**run(module, client))
+    except (SsmError, EnvFileError, StateError) as e:
+        module.fail_json(msg="%s: %s" % (p["path"], e))
+    except OSError as e:
+        module.fail_json(msg="%s: cannot write the %s: %s" % (p["path"], what, e.strerror or e))

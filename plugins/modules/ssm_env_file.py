@@ -99,46 +99,6 @@ options:
   group:
     description: Group of the env file (name or gid). Defaults to the user's group.
     type: str
-  region:
-    description:
-      - AWS region.
-      - If not set, the first of these that gives one is used, C(AWS_REGION), C(AWS_DEFAULT_REGION),
-        the region of the profile (O(profile), else C(AWS_PROFILE), else C(default)) in the AWS config
-        file, then the instance's region from EC2 instance metadata (IMDSv2, one attempt with a 1 s
-        timeout, no proxies; C(AWS_EC2_METADATA_SERVICE_ENDPOINT) and C(AWS_EC2_METADATA_DISABLED)
-        are honoured).
-      - If none gives a region, the module fails and names every source it tried.
-      - The region used is returned as RV(region).
-    type: str
-    aliases: [aws_region]
-  profile:
-    description: AWS profile from the shared config files.
-    type: str
-    aliases: [aws_profile]
-  endpoint_url:
-    description:
-      - URL of the SSM endpoint, for VPC endpoints or a local stand-in.
-      - Old botocore releases ignore C(AWS_ENDPOINT_URL_SSM), so set it here on such hosts.
-    type: str
-    aliases: [aws_endpoint_url]
-  max_attempts:
-    description:
-      - Attempts per API call when SSM throttles or fails with a 5xx error (exponential backoff with
-        jitter), on top of botocore's own adaptive retries.
-      - A timeout or a refused connection is retried the same way, at most 3 attempts, since
-        botocore already retries those itself (connect timeout 5 s, read timeout 15 s).
-    type: int
-    default: 8
-  state_dir:
-    description:
-      - Folder where the modules keep their state on the host, the same as
-        O(llmstack.deploy.container_rollout#module:state_dir). This module keeps only C(host.key) there, the per-host secret
-        that keys RV(checksum). It is created (mode C(0700), the key C(0600)) on first use.
-      - In check mode nothing is created; on a host without the key RV(checksum) is then C(null).
-      - If the folder cannot be created or read (for example when the task does not run as root), the
-        module fails and says so.
-    type: path
-    default: /var/lib/llmstack
 requirements:
   - boto3 and botocore on the host that runs the module
 notes:
@@ -148,6 +108,7 @@ notes:
     and C(kms:Decrypt) on the KMS keys of SecureString parameters.
   - Every failure names the API call and the path or name involved, never a value.
 extends_documentation_fragment:
+  - llmstack.deploy.aws
   - llmstack.deploy.attributes
   - llmstack.deploy.attributes.actiongroup_aws
 attributes:
@@ -276,31 +237,9 @@ api_calls:
   sample: 3
 """
 
-import grp
-import pwd
 
-from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, ssm, state
-
-
-def _resolve_id(value, lookup, kind):
-    if value is None:
-        return -1
-    if str(value).isdigit():
-        return int(value)
-    try:
-        return lookup(value)[2]
-    except KeyError:
-        raise envfile.EnvFileError("%s %s does not exist on this host" % (kind, value))
-
-
-def _parse_mode(value):
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value), 8)
-    except ValueError:
-        raise envfile.EnvFileError("mode %r is not an octal number such as '0600'" % (value,))
 
 
 def run(module, client):
@@ -319,9 +258,9 @@ def run(module, client):
 
     content = envfile.render(values).encode("utf-8")
     want = {
-        "mode": _parse_mode(p["mode"]),
-        "uid": _resolve_id(p["owner"], pwd.getpwnam, "owner"),
-        "gid": _resolve_id(p["group"], grp.getgrnam, "group"),
+        "mode": envfile.parse_mode(p["mode"]),
+        "uid": envfile.resolve_id(p["owner"], "owner"),
+        "gid": envfile.resolve_id(p["group"], "group"),
     }
     before_content, before_stat = envfile.read(p["path"])
     # The old file may have been edited by hand: skip lines Docker would refuse rather than fail.
@@ -366,25 +305,11 @@ def main():
             mode=dict(type="raw", default="0600"),
             owner=dict(type="str"),
             group=dict(type="str"),
-            region=dict(type="str", aliases=["aws_region"]),
-            profile=dict(type="str", aliases=["aws_profile"]),
-            endpoint_url=dict(type="str", aliases=["aws_endpoint_url"]),
-            max_attempts=dict(type="int", default=8),
-            state_dir=dict(type="path", default="/var/lib/llmstack"),
+            **ssm.AWS_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
     )
-    if not ssm.HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3 and botocore"))
-    p = module.params
-    try:
-        client = ssm.SsmClient.connect(region=p["region"], profile=p["profile"],
-                                       endpoint_url=p["endpoint_url"], max_attempts=p["max_attempts"])
-        module.exit_json(**run(module, client))
-    except (ssm.SsmError, envfile.EnvFileError, state.StateError) as e:
-        module.fail_json(msg="%s: %s" % (p["path"], e))
-    except OSError as e:
-        module.fail_json(msg="%s: cannot write the env file: %s" % (p["path"], e.strerror or e))
+    ssm.run_module(module, run, "env file")
 
 
 if __name__ == "__main__":

@@ -81,6 +81,14 @@ def test_postgres_is_not_reachable_from_outside_the_host(host, host_ip):
         socket.create_connection((host_ip, 8000), timeout=3).close()
 
 
+def test_the_gateway_serves_the_certificate_from_ssm_and_the_key_is_0600(host, host_ip):
+    with open(os.path.join(SECRETS, "tls.crt")) as f:
+        seeded = ssl.PEM_cert_to_DER_cert(f.read())
+    assert ssl.PEM_cert_to_DER_cert(ssl.get_server_certificate((host_ip, 443))) == seeded
+    key = host.file("/etc/llmstack/nginx_gateway/tls/server.key")
+    assert (key.mode, key.user) == (0o600, "root")
+
+
 def test_http_redirects_to_https_but_healthz_answers(host_ip):
     _c, resp = request(host_ip, "GET", "/llm_api/models", tls=False)
     assert resp.status == 301 and resp.getheader("Location").startswith("https://")
