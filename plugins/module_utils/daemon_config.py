@@ -14,9 +14,6 @@ __metaclass__ = type
 
 import copy
 import json
-import os
-
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile
 
 # dockerd reads log-opts as map[string]string: a number there stops the daemon from starting.
 STRING_MAPS = ("log-opts",)
@@ -124,15 +121,6 @@ def changed_keys(before, after, prefix=""):
     return sorted(out)
 
 
-def read(path):
-    """(bytes, stat) of the file, or (None, None) if it does not exist."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(), os.fstat(f.fileno())
-    except FileNotFoundError:
-        return None, None
-
-
 def dockerd_validate(run, dockerd, path):
     """Ask dockerd itself whether it would start with this file (`dockerd --validate`, Engine 23+).
 
@@ -145,8 +133,3 @@ def dockerd_validate(run, dockerd, path):
     if "unknown flag" in text and "validate" in text:
         return False
     raise DaemonConfigError("dockerd refuses the new config: %s" % (text.splitlines()[-1] if text else "rc=%d" % rc))
-
-
-def write_atomic(path, content, mode=0o644, uid=-1, gid=-1):
-    """envfile.write_atomic (temp file, fsync, rename): dockerd never reads half a file. daemon.json is 0644."""
-    envfile.write_atomic(path, content, mode=mode, uid=uid, gid=gid)

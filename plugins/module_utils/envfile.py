@@ -220,6 +220,16 @@ def attributes(st):
     return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
 
 
+def wanted_attributes(mode, owner, group):
+    """mode/uid/gid from the task's mode, owner and group (-1: keep the file's own)."""
+    return {"mode": parse_mode(mode), "uid": resolve_id(owner, "owner"), "gid": resolve_id(group, "group")}
+
+
+def attribute_changes(want, have):
+    """The wanted attributes (wanted_attributes) that differ from the file's (attributes; {} if absent)."""
+    return dict((k, v) for k, v in want.items() if v != -1 and have.get(k) != v)
+
+
 def parse_mode(value):
     """A file mode from the task: an int, or an octal string such as '0600'."""
     if isinstance(value, int):

@@ -112,13 +112,13 @@ validated:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.llmstack.deploy.plugins.module_utils import daemon_config as dc
+from ansible_collections.llmstack.deploy.plugins.module_utils import daemon_config as dc, envfile
 
 
 def run(module):
     p = module.params
     path = p["path"]
-    data, st = dc.read(path)
+    data, st = envfile.read(path)
     before = dc.parse(data, source=path) if data is not None else {}
     options = dc.normalize(p["options"])
     after = dc.merge(before, options)
@@ -151,10 +151,11 @@ def run(module):
         os.makedirs(folder, 0o755)
     if data is not None and p["backup"]:
         result["backup_file"] = module.backup_local(path)
+    # Atomic (temp file, fsync, rename), so dockerd never reads half a file; a new daemon.json is 0644.
     if st is not None:
-        dc.write_atomic(path, content, mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
+        envfile.write_atomic(path, content, mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
     else:
-        dc.write_atomic(path, content)
+        envfile.write_atomic(path, content, mode=0o644)
     return result
 
 

@@ -225,6 +225,9 @@ def run(module, p):
 
     client = dc.connect(p["docker_host"])
     with state.Lock(p["state_dir"], "%s-config" % p["container"]):
+        # Read again under the lock: a run that held it may have made this release current meanwhile.
+        if ngx.current_release(p["path"]) == rid:
+            return dict(result, changed=False, diff={})
         ngx.write_release(p["path"], rid, release_files, secret_names)
         how, code, out = validate(client, p, rid)
         result["validated"] = how

@@ -257,16 +257,12 @@ def run(module, client):
         raise envfile.EnvFileError("required key(s) missing: %s (the env file was not written)" % ", ".join(missing))
 
     content = envfile.render(values).encode("utf-8")
-    want = {
-        "mode": envfile.parse_mode(p["mode"]),
-        "uid": envfile.resolve_id(p["owner"], "owner"),
-        "gid": envfile.resolve_id(p["group"], "group"),
-    }
+    want = envfile.wanted_attributes(p["mode"], p["owner"], p["group"])
     before_content, before_stat = envfile.read(p["path"])
     # The old file may have been edited by hand: skip lines Docker would refuse rather than fail.
     before_values = envfile.parse(before_content, source=p["path"], strict=False) if before_content is not None else {}
     have = envfile.attributes(before_stat) if before_stat else {}
-    attr_changes = dict((k, v) for k, v in want.items() if v != -1 and have.get(k) != v)
+    attr_changes = envfile.attribute_changes(want, have)
     changes = envfile.key_diff(before_values, values)
     changed = before_content != content or bool(attr_changes)
 

@@ -101,11 +101,11 @@ def run(module, client):
     if not p["name"].startswith("/"):
         raise ssm.SsmError("name %r must start with '/'" % p["name"])
     content = client.get_by_names([p["name"]])[0].get("Value", "").encode("utf-8")
-    want = {"mode": envfile.parse_mode(p["mode"]), "uid": envfile.resolve_id(p["owner"], "owner"),
-            "gid": envfile.resolve_id(p["group"], "group")}
+    want = envfile.wanted_attributes(p["mode"], p["owner"], p["group"])
     before, before_stat = envfile.read(p["path"])
     have = envfile.attributes(before_stat) if before_stat else {}
-    changed = before != content or any(v != -1 and have.get(k) != v for k, v in want.items())
+    attr_changes = envfile.attribute_changes(want, have)
+    changed = before != content or bool(attr_changes)
 
     key = state.host_key(p["state_dir"], create=not module.check_mode)
 
@@ -118,7 +118,7 @@ def run(module, client):
         result["diff"] = {"before_header": p["path"] if before is not None else "%s (absent)" % p["path"],
                           "after_header": p["path"],
                           "before": view(before, have) if before is not None else "",
-                          "after": view(content, dict(have, **dict((k, v) for k, v in want.items() if v != -1)))}
+                          "after": view(content, dict(have, **attr_changes))}
     if changed and not module.check_mode:
         envfile.write_atomic(p["path"], content, mode=want["mode"], uid=want["uid"], gid=want["gid"])
     result["api_calls"] = client.calls

@@ -4,7 +4,7 @@ import stat
 
 import pytest
 
-from ansible_collections.llmstack.deploy.plugins.module_utils import daemon_config as dc
+from ansible_collections.llmstack.deploy.plugins.module_utils import daemon_config as dc, envfile
 
 # What `nvidia-ctk runtime configure --runtime=docker` leaves in daemon.json.
 NVIDIA = {"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}, "default-runtime": "nvidia"}
@@ -135,13 +135,13 @@ def test_dockerd_validate_refusal_is_an_error():
 
 def test_read_and_write_atomic_keep_attributes(tmp_path):
     path = str(tmp_path / "daemon.json")
-    assert dc.read(path) == (None, None)
-    dc.write_atomic(path, dc.render(ROLE))
-    data, st = dc.read(path)
+    assert envfile.read(path) == (None, None)
+    envfile.write_atomic(path, dc.render(ROLE), mode=0o644)
+    data, st = envfile.read(path)
     assert json.loads(data) == ROLE
     assert stat.S_IMODE(st.st_mode) == 0o644
     os.chmod(path, 0o600)
-    dc.write_atomic(path, dc.render(NVIDIA), mode=0o600)
-    data, st = dc.read(path)
+    envfile.write_atomic(path, dc.render(NVIDIA), mode=0o600)
+    data, st = envfile.read(path)
     assert json.loads(data) == NVIDIA and stat.S_IMODE(st.st_mode) == 0o600
     assert os.listdir(str(tmp_path)) == ["daemon.json"], "no temp file is left behind"
