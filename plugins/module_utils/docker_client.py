@@ -215,6 +215,8 @@ def container_args(spec, name, slot, labels):
         device_requests=device_requests(o["gpus"]), ipc_mode=o["ipc_mode"], shm_size=o["shm_size"],
         user=o["user"], read_only=o["read_only"], security_opt=o["security_opts"] or None,
         log_config={"Type": o["log_driver"], "Config": o["log_options"]} if o["log_driver"] else None,
+        # Docker's own stop (an operator's `docker stop`, a daemon shutdown) waits as long as the module's.
+        stop_timeout=o.get("stop_timeout"),
     )
     if o.get("network_mode"):
         kwargs["network_mode"] = o["network_mode"]
@@ -236,12 +238,25 @@ def check_networks(client, spec):
                               % (net["name"], net["name"]))
 
 
+def create(client, image, kwargs):
+    """containers.create(), plus what only the low-level API takes (stop_timeout, in SDK 5.x and 7.x alike)."""
+    kwargs = dict(kwargs)
+    low_level = dict((k, kwargs.pop(k)) for k in ("stop_timeout",) if k in kwargs)
+    if not low_level:
+        return client.containers.create(image, **kwargs)
+    from docker.models.containers import _create_container_args  # pylint: disable=import-outside-toplevel
+    kwargs.update(image=image, version=client.api._version)  # pylint: disable=protected-access
+    create_kwargs = _create_container_args(kwargs)
+    create_kwargs.update(low_level)
+    return client.containers.get(client.api.create_container(**create_kwargs)["Id"])
+
+
 def run_container(client, spec, name, slot, labels):
     """Create, connect and start a container from spec. On any failure, remove what this call created."""
     networks = spec.options["networks"]
     container = None
     try:
-        container = client.containers.create(spec.digest_ref, **container_args(spec, name, slot, labels))
+        container = create(client, spec.digest_ref, container_args(spec, name, slot, labels))
         for net in networks:
             network = client.networks.get(net["name"])
             if net is networks[0]:
@@ -280,6 +295,17 @@ def labelled(client, label, value=None):
 def image_ids_in_use(client):
     with call("list containers"):
         return set(c.get("ImageID") for c in client.api.containers(all=True))
+
+
+def host_pids(container):
+    """The host PIDs of a running container's processes (what nvidia-smi on the host lists)."""
+    with call("list the processes of %s" % container.name):
+        top = container.top()
+    titles = top.get("Titles") or []
+    if "PID" not in titles:
+        return []
+    column = titles.index("PID")
+    return [row[column] for row in top.get("Processes") or []]
 
 
 def logs_tail(container, lines=30):

@@ -21,14 +21,17 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
+import re
 import time
 
+from ansible.module_utils.six.moves import http_client
 from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
 from ansible.module_utils.urls import open_url
 
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, state
+from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, gpu, state
 from ansible_collections.llmstack.deploy.plugins.module_utils import spec as specs
 
 SLOTS = specs.SLOTS
@@ -39,7 +42,10 @@ class RolloutError(Exception):
 
 
 # Failures whose message already says what happened and what to do; anything else is named by its type.
-EXPECTED = (RolloutError, dc.DockerError, specs.SpecError, state.StateError, envfile.EnvFileError)
+EXPECTED = (RolloutError, dc.DockerError, specs.SpecError, state.StateError, envfile.EnvFileError, gpu.GpuError)
+# What a server that is still starting (vLLM loading a model) does to a connection: refuse it, or,
+# through Docker's port publishing, accept and then reset it.
+NOT_LISTENING = (ConnectionRefusedError, ConnectionResetError, http_client.RemoteDisconnected)
 
 
 def checkpoint(phase):
@@ -78,11 +84,13 @@ def other_slot(slot):
 
 class Health:
     """Wait until a container is healthy: Docker's HEALTHCHECK, an HTTP probe, a command run in the
-    container (exec), or just running."""
+    container (exec), an OpenAI-compatible server that really answers (openai), or just running."""
 
     def __init__(self, kind="auto", url=None, status=200, interval=2.0, probe_timeout=5.0,
-                 start_period=0.0, timeout=300.0, command=None, sleep=time.sleep, clock=time.monotonic):
+                 start_period=0.0, timeout=300.0, command=None, model=None, api_key=None,
+                 sleep=time.sleep, clock=time.monotonic):
         self.kind, self.url, self.status, self.command = kind or "auto", url, status, command
+        self.model, self.api_key = model, api_key
         self.interval, self.probe_timeout, self.start_period = interval, probe_timeout, start_period
         self.timeout, self.sleep, self.clock = timeout, sleep, clock
 
@@ -119,6 +127,10 @@ class Health:
                 ok, last = self.run_check(container)
                 if ok:
                     return kind
+            elif kind == "openai":
+                ok, last = self.openai_ready(url)
+                if ok:
+                    return kind
             elif current.get("Running") and waited >= self.start_period:
                 return kind
             if waited >= self.timeout:
@@ -127,7 +139,8 @@ class Health:
             # A line every 30 s, so a long model load shows where it is.
             if int(waited // 30) > phase_logged:
                 phase_logged = int(waited // 30)
-                progress("waiting for %s to be healthy (%s), %ds of %ds" % (container.name, kind, waited, self.timeout))
+                progress("waiting for %s to be healthy (%s), %ds of %ds: %s"
+                         % (container.name, kind, waited, self.timeout, last[-200:] or "starting"))
             self.sleep(self.interval)
 
     def run_check(self, container):
@@ -140,15 +153,81 @@ class Health:
         return code == 0, "exec %s: exit %s %s" % (" ".join(self.command), code, text[-200:])
 
     def probe(self, url):
-        try:
-            resp = open_url(url, timeout=self.probe_timeout)
-            code = resp.getcode()
-            resp.close()
-        except HTTPError as e:
-            code = e.code
-        except (URLError, OSError, ValueError) as e:
-            return False, "GET %s: %s" % (url, getattr(e, "reason", e))
+        code, _body, error = self.request("GET", url)
+        if error:
+            return False, error
         return code == self.status, "GET %s: HTTP %s (want %s)" % (url, code, self.status)
+
+    def request(self, method, url, data=None):
+        """(status, body, None) or (None, None, what went wrong). A server that is not listening yet
+        is reported as still loading, not as a failure."""
+        headers = {"Content-Type": "application/json"} if data is not None else {}
+        if self.api_key:
+            headers["Authorization"] = "Bearer %s" % self.api_key
+        try:
+            resp = open_url(url, method=method, data=data, headers=headers, timeout=self.probe_timeout)
+            try:
+                return resp.getcode(), resp.read(), None
+            finally:
+                resp.close()
+        except HTTPError as e:
+            return e.code, b"", None
+        except (URLError, OSError, ValueError, http_client.HTTPException) as e:
+            reason = getattr(e, "reason", e)
+            if isinstance(reason, NOT_LISTENING) or isinstance(e, NOT_LISTENING):
+                return None, None, "%s %s: not listening yet (still loading)" % (method, url)
+            return None, None, "%s %s: %s" % (method, url, reason)
+
+    def openai_ready(self, base):
+        """vLLM's own readiness, in order: /health, then /v1/models (with the key) listing the model,
+        then a real one-token completion. /v1/models alone answers before the engine can generate."""
+        base = base.rstrip("/")
+        code, _body, error = self.request("GET", base + "/health")
+        if error or code != 200:
+            return False, error or "GET /health: HTTP %s" % code
+        code, body, error = self.request("GET", base + "/v1/models")
+        if error or code != 200:
+            return False, error or "GET /v1/models: HTTP %s%s" % (code, " (the API key is refused)" if code == 401 else "")
+        try:
+            served = [m.get("id") for m in json.loads(body.decode("utf-8")).get("data", [])]
+        except (ValueError, AttributeError):
+            return False, "GET /v1/models: not an OpenAI model list"
+        if self.model not in served:
+            return False, "GET /v1/models lists %s, not %s" % (", ".join(map(str, served)) or "nothing", self.model)
+        payload = json.dumps({"model": self.model, "prompt": "Hello", "max_tokens": 1}).encode("utf-8")
+        code, body, error = self.request("POST", base + "/v1/completions", data=payload)
+        if error or code != 200:
+            return False, error or "POST /v1/completions: HTTP %s" % code
+        try:
+            if json.loads(body.decode("utf-8")).get("choices"):
+                return True, "a one-token completion from %s" % self.model
+        except (ValueError, AttributeError):
+            pass
+        return False, "POST /v1/completions: an answer with no choices"
+
+
+_GAUGE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
+
+
+def read_gauges(url, names, timeout=5.0):
+    """The sum of the named gauges (every label set) on a Prometheus text endpoint; None if it can't be read."""
+    try:
+        resp = open_url(url, timeout=timeout)
+        try:
+            text = resp.read().decode("utf-8", "replace")
+        finally:
+            resp.close()
+    except (URLError, OSError, ValueError, http_client.HTTPException):
+        return None
+    total = 0.0
+    for line in text.splitlines():
+        match = _GAUGE_RE.match(line)
+        if match and match.group(1) in names:
+            try:
+                total += float(match.group(3))
+            except ValueError:
+                pass
+    return int(total)
 
 
 # --------------------------------------------------------------------------- rollout
@@ -156,8 +235,9 @@ class Health:
 class Rollout:
     """One service's run. `p` is the module's parameters."""
 
-    def __init__(self, client, p, check_mode=False, sleep=time.sleep):
+    def __init__(self, client, p, check_mode=False, sleep=time.sleep, run_command=gpu.run_command):
         self.client, self.p, self.check_mode, self.sleep = client, p, check_mode, sleep
+        self.run_command = run_command
         self.name, self.strategy = p["name"], p["strategy"]
         self.log = state.DeployLog(p["state_dir"], self.name, enabled=not check_mode)
         self.warnings = []
@@ -197,10 +277,14 @@ class Rollout:
             spec = specs.ContainerSpec.from_params(p)
         spec.load_env(self.key)
         dc.check_networks(self.client, spec)
+        key_name = (spec.health.get("healthcheck") or {}).get("api_key_env")
+        if key_name and not spec.environment.get(key_name):
+            raise specs.SpecError("healthcheck.api_key_env: %s is not set by env_files or env" % key_name)
         if spec.options["gpus"]:
             missing = dc.gpu_support_missing(p["docker_host"])
             if missing:
                 raise specs.SpecError(missing)
+            self.check_gpus(spec)
         if self.strategy == "blue_green":
             self.check_switch_folder()
         registry = dc.Registry(self.client, spec.registry, p["registry_username"], p["registry_password"])
@@ -287,6 +371,9 @@ class Rollout:
 
     def health(self, spec):
         config = dict((k, v) for k, v in (spec.health.get("healthcheck") or {}).items() if v is not None)
+        key_name = config.pop("api_key_env", None)
+        if key_name:
+            config["api_key"] = (spec.environment or {}).get(key_name)
         return Health(sleep=self.sleep, timeout=spec.health.get("health_timeout") or 300, **config)
 
     def start(self, spec, slot, hash_):
@@ -362,6 +449,65 @@ class Rollout:
                     "`docker rename %s %s; docker start %s`, or re-run this task." % (e, container.name, container.name,
                                                                                       name, name))
 
+    # ----- GPUs and draining (recreate)
+
+    def gpu_holders(self, spec, ignore=()):
+        """Processes other than `ignore` that hold the GPUs spec will get ([] for a remote daemon)."""
+        if not spec.options["gpus"] or not dc.is_local(self.p["docker_host"]):
+            return []
+        return gpu.holders(self.run_command, spec.options["gpus"], ignore_pids=ignore)
+
+    def check_gpus(self, spec):
+        """Before anything is touched: no process outside this service's own container holds its GPUs."""
+        main = self.owned(self.name) if self.strategy == "recreate" else None
+        found = self.gpu_holders(spec, ignore=dc.host_pids(main) if running(main) else ())
+        if found:
+            raise specs.SpecError("gpus: %s hold the GPUs %s would use, and are not its container (a vLLM "
+                                  "engine worker left by a killed run holds its VRAM until it exits). Stop them "
+                                  "(kill PID), check with nvidia-smi, then re-run" % (gpu.describe(found), self.name))
+
+    def wait_gpus_free(self, spec):
+        """After the old container stopped: wait until its GPU memory is actually released."""
+        timeout, start, found = self.p["gpu_free_timeout"], time.monotonic(), None
+        while True:
+            found = self.gpu_holders(spec)
+            if not found:
+                return
+            if time.monotonic() - start >= timeout:
+                raise RolloutError("gpus: %s still hold the GPUs %ds after the old container stopped; a new %s "
+                                   "would fail with out-of-memory. Stop them (kill PID) and re-run"
+                                   % (gpu.describe(found), timeout, self.name))
+            self.log("waiting for the GPUs to be released: %s" % gpu.describe(found))
+            self.sleep(1)
+
+    def drain_requests(self, container, spec):
+        """Wait until the container has no request in flight (its metrics gauges at 0), up to drain_seconds.
+
+        The gateway stopped sending it new requests before this run; the rest are finishing."""
+        url = self.p.get("drain_metrics_url")
+        if not url or not running(container):
+            return
+        url = url.replace("{port}", str(specs.parse_port(spec.ports_for()[0])["host_port"])) if "{port}" in url else url
+        gauges = self.p.get("drain_gauges") or []
+        timeout, start, logged = self.p["drain_seconds"], time.monotonic(), -1
+        while True:
+            in_flight = read_gauges(url, gauges)
+            if in_flight is None:
+                self.log("draining %s: %s does not answer; stopping it" % (container.name, url))
+                return
+            waited = time.monotonic() - start
+            if in_flight == 0:
+                self.log("drained %s: no request in flight (%ds)" % (container.name, waited))
+                return
+            if waited >= timeout:
+                self.warn("%s still has %d request(s) in flight after %ds; stopping it (its own shutdown "
+                          "timeout lets them finish)" % (container.name, in_flight, timeout))
+                return
+            if int(waited // 10) > logged:
+                logged = int(waited // 10)
+                self.log("draining %s: %d request(s) in flight, %ds of %ds" % (container.name, in_flight, waited, timeout))
+            self.sleep(1)
+
     # ----- recreate
 
     def recreate(self, spec, hash_, entry, result):
@@ -395,12 +541,14 @@ class Rollout:
                 self.log("removing %s, left unverified by an interrupted run" % leftover.name)
                 dc.remove(leftover)
             if restore is not None and restore is main:
+                self.drain_requests(main, spec)
                 self.log("stopping %s" % main.name)
                 with dc.call("stop %s" % main.name):
-                    main.stop(timeout=self.p["stop_timeout"])
+                    main.stop(timeout=spec.stop_timeout())
                 with dc.call("rename %s" % main.name):
                     main.rename(self.container_name("previous"))
                 checkpoint("stopped_old")
+            self.wait_gpus_free(spec)
             return self.start(spec, None, hash_)
 
         entry = self.begin(entry, result)
@@ -540,7 +688,7 @@ class Rollout:
                 continue
             self.log("removing %s" % container.name)
             with dc.call("stop %s" % container.name):
-                container.stop(timeout=self.p["stop_timeout"])
+                container.stop(timeout=specs.DEFAULT_STOP_TIMEOUT if self.p.get("stop_timeout") is None else self.p["stop_timeout"])
             dc.remove(container)
         self.history.remove()
         return result

@@ -23,10 +23,12 @@ from ansible_collections.llmstack.deploy.plugins.module_utils import envfile
 # What goes into the container. Hash, SDK arguments and rollback record all iterate this list.
 RUN_OPTIONS = ("command", "env", "ports", "slots", "volumes", "networks", "restart_policy", "memory", "cpus",
                "gpus", "ipc_mode", "shm_size", "user", "read_only", "security_opts", "log_driver", "log_options",
-               "labels", "network_mode")
+               "labels", "network_mode", "stop_timeout")
 # Options added after containers were already deployed: left out of the hash while unset, so an
 # upgrade of the collection restarts nothing.
-LATER_OPTIONS = ("network_mode",)
+LATER_OPTIONS = ("network_mode", "stop_timeout")
+# Seconds a container gets between SIGTERM and SIGKILL when stop_timeout is unset (Docker's own is 10).
+DEFAULT_STOP_TIMEOUT = 30
 NETWORK_MODES = ("bridge", "host", "none")
 # How the module decides the container is healthy: recorded for rollback, not part of the hash
 # (a new probe setting does not change the container, so it restarts nothing).
@@ -223,6 +225,8 @@ class ContainerSpec:
             if o[option] is not None and not _SIZE_RE.match(str(o[option])):
                 raise SpecError("%s: %r: use a number with an optional unit b, k, m or g (512m, 8g)"
                                 % (option, o[option]))
+        if o.get("stop_timeout") is not None and o["stop_timeout"] < 0:
+            raise SpecError("stop_timeout: %r: must be 0 or more seconds" % (o["stop_timeout"],))
         if o["cpus"] is not None and not o["cpus"] > 0:
             raise SpecError("cpus: %r: must be more than 0" % (o["cpus"],))
         env = {}
@@ -332,6 +336,11 @@ class ContainerSpec:
         if url and "{port}" in url:
             url = url.replace("{port}", str(parse_port(self.ports_for(slot)[0])["host_port"]))
         return url
+
+    def stop_timeout(self):
+        """Seconds the container gets between SIGTERM and SIGKILL, by the module and by Docker itself."""
+        value = self.options.get("stop_timeout")
+        return DEFAULT_STOP_TIMEOUT if value is None else value
 
     def env_values(self):
         """Every env value of the service, for redacting app output (see envfile.redact)."""

@@ -227,16 +227,30 @@ options:
             is set, else "running". C(http) needs O(healthcheck.url).
           - C(exec) runs O(healthcheck.command) in the container (as C(docker exec) does) until it exits 0,
             for example C([pg_isready, -h, 127.0.0.1]).
+          - C(openai) is vLLM's readiness, from O(healthcheck.url) (the server's base URL) - C(/health) answers
+            200, then C(/v1/models) (with the key) lists O(healthcheck.model), then a one-token
+            C(/v1/completions) answers. A refused or reset connection counts as "still loading" (vLLM binds
+            its port before the model is loaded), and the progress is logged every 30 s.
         type: str
-        choices: [auto, docker, exec, http, running]
+        choices: [auto, docker, exec, http, openai, running]
         default: auto
       url:
-        description: URL probed from the host; C({port}) becomes the slot's first published host port.
+        description:
+          - URL probed from the host; C({port}) becomes the slot's first published host port.
+          - With O(healthcheck.kind=openai), the base URL (C(http://127.0.0.1:{port})).
         type: str
       command:
         description: The command of O(healthcheck.kind=exec), as a list (no shell).
         type: list
         elements: str
+      model:
+        description: With O(healthcheck.kind=openai), the served model name C(/v1/models) must list.
+        type: str
+      api_key_env:
+        description:
+          - With O(healthcheck.kind=openai), the environment variable (from O(env_files) or O(env)) that holds
+            the server's API key, for example C(VLLM_API_KEY). It is sent as a Bearer token and never logged.
+        type: str
       status:
         description: Expected HTTP status.
         type: int
@@ -258,13 +272,39 @@ options:
     type: int
     default: 300
   stop_timeout:
-    description: Seconds a stopping container gets before it is killed (O(strategy=recreate), O(state=absent)).
+    description:
+      - Seconds a stopping container gets between SIGTERM and SIGKILL, when the module stops it (O(strategy=recreate),
+        O(state=absent)) and when Docker does (an operator's C(docker stop), a daemon shutdown) - it is set on the
+        container too. Unset, 30 (and Docker's own default of 10 stays on the container).
+      - Above the app's own drain time (vLLM's C(--shutdown-timeout)), or Docker kills it mid-drain.
     type: int
-    default: 30
   drain_seconds:
     description:
       - Seconds the old slot gets to finish in-flight requests after the switch (longer than the longest
         token stream; match nginx C(worker_shutdown_timeout)).
+      - With O(strategy=recreate) and O(drain_metrics_url), the longest wait for in-flight requests before
+        the old container is stopped.
+    type: int
+    default: 60
+  drain_metrics_url:
+    description:
+      - With O(strategy=recreate), a Prometheus metrics URL of the running container (C({port}) becomes its
+        first published host port). Before the old container is stopped, the module waits until the sum
+        of O(drain_gauges) is 0 (no request in flight), for at most O(drain_seconds); then it stops it.
+      - Take the container out of the gateway first, so no new request arrives meanwhile.
+    type: str
+  drain_gauges:
+    description: The gauges of O(drain_metrics_url) that count requests in flight (vLLM's by default).
+    type: list
+    elements: str
+    default: [vllm:num_requests_running, vllm:num_requests_waiting]
+  gpu_free_timeout:
+    description:
+      - With O(gpus), seconds to wait after the old container stopped until no process holds the GPUs the
+        new one will use (C(nvidia-smi --query-compute-apps)), before it starts. Then the rollout fails,
+        naming the PIDs, and the previous version is brought back.
+      - Before anything is touched, a process that is not the service's own container and holds those GPUs
+        (a vLLM engine worker left by a killed run) fails the run at once, naming its PID.
     type: int
     default: 60
   switch_settle:
@@ -323,15 +363,24 @@ EXAMPLES = r"""
 - name: vLLM on one GPU host, where only one copy fits (recreate)
   llmstack.deploy.container_rollout:
     name: vllm
-    image: vllm/vllm-openai:v0.11.0
+    image: vllm/vllm-openai:v0.33.0
     registry: docker.io
     strategy: recreate
     gpus: all
     ipc_mode: host
-    ports: ["8000:8000"]
-    command: [--model, Qwen/Qwen3-0.6B]
-    env_files: [/etc/llmstack/vllm.env]
-    healthcheck: {kind: http, url: "http://127.0.0.1:8000/health", interval: 10}
+    ports: ["127.0.0.1:8000:8000"]
+    # vLLM drains on SIGTERM only with --shutdown-timeout (default 0 aborts); stop_timeout stays above it.
+    command: [--model, Qwen/Qwen3-0.6B, --shutdown-timeout, "60"]
+    stop_timeout: 90
+    env_files: [/etc/llmstack/vllm.env]   # VLLM_API_KEY: off the command line, out of ps and inspect
+    drain_metrics_url: "http://127.0.0.1:{port}/metrics"
+    drain_seconds: 600
+    healthcheck:
+      kind: openai
+      url: "http://127.0.0.1:{port}"
+      model: Qwen/Qwen3-0.6B
+      api_key_env: VLLM_API_KEY
+      interval: 10
     health_timeout: 2400
   async: 2700
   poll: 15
@@ -473,9 +522,11 @@ def _diff(before, after):
 
 SLOT = dict(type="dict", required=True, options=dict(ports=dict(type="list", elements="str", required=True)))
 HEALTHCHECK = dict(
-    kind=dict(type="str", choices=["auto", "docker", "exec", "http", "running"], default="auto"),
+    kind=dict(type="str", choices=["auto", "docker", "exec", "http", "openai", "running"], default="auto"),
     url=dict(type="str"),
     command=dict(type="list", elements="str"),
+    model=dict(type="str"),
+    api_key_env=dict(type="str", no_log=False),
     status=dict(type="int", default=200),
     interval=dict(type="float", default=2),
     probe_timeout=dict(type="float", default=5),
@@ -516,10 +567,15 @@ def main():
             labels=dict(type="dict", default={}),
             network_mode=dict(type="str", choices=["bridge", "host", "none"]),
             healthcheck=dict(type="dict", options=HEALTHCHECK,
-                             required_if=[["kind", "http", ["url"]], ["kind", "exec", ["command"]]]),
+                             required_if=[["kind", "http", ["url"]], ["kind", "exec", ["command"]],
+                                          ["kind", "openai", ["url", "model"]]]),
             health_timeout=dict(type="int", default=300),
-            stop_timeout=dict(type="int", default=30),
+            stop_timeout=dict(type="int"),
             drain_seconds=dict(type="int", default=60),
+            drain_metrics_url=dict(type="str"),
+            drain_gauges=dict(type="list", elements="str",
+                              default=["vllm:num_requests_running", "vllm:num_requests_waiting"]),
+            gpu_free_timeout=dict(type="int", default=60),
             switch_settle=dict(type="float", default=1),
             switch_file=dict(type="path"),
             keep_images=dict(type="int", default=3),
@@ -536,7 +592,7 @@ def main():
     plan = None
     try:
         client = dc.connect(p["docker_host"])
-        plan = rollout.Rollout(client, p, check_mode=module.check_mode)
+        plan = rollout.Rollout(client, p, check_mode=module.check_mode, run_command=module.run_command)
         result = plan.run()
         if module._diff and result["changed"] and p["state"] != "absent":
             result["diff"] = _diff(plan.before, {"digest_ref": result["digest_ref"], "summary": plan.summary})

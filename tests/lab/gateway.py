@@ -114,7 +114,56 @@ def ensure_nginx():
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-class Load:
+class PacedLoad:
+    """Paced clients counting failed requests, bounded in time; subclasses give client(), the loop of one
+    client, which counts with record()."""
+
+    def __init__(self, clients=4, pace=15, max_seconds=300):
+        self.clients, self.pace, self.max_seconds = clients, pace, max_seconds
+        self.stop_event = threading.Event()
+        self.lock = threading.Lock()
+        self.total = self.failed = 0
+        self.errors = []
+        self.threads = []
+
+    def client(self):
+        raise NotImplementedError
+
+    def record(self, error):
+        with self.lock:
+            self.total += 1
+            if error:
+                self.failed += 1
+                self.errors.append(error)
+
+    def start(self):
+        self.threads = [threading.Thread(target=self.client, daemon=True) for _client in range(self.clients)]
+        for t in self.threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self.stop_event.set()
+        for t in self.threads:
+            t.join()
+        return self
+
+    def during(self, action, before=2, after=2):
+        """Run action() under load, from `before` seconds before it to `after` seconds after it."""
+        self.start()
+        time.sleep(before)
+        try:
+            result = action()
+            time.sleep(after)
+        finally:
+            self.stop()
+        return result
+
+    def figure(self):
+        return "%d/%d failed" % (self.failed, self.total)
+
+
+class Load(PacedLoad):
     """Paced HTTP clients against one port, counting failed requests, bounded in time and count.
 
     keepalive=False: a new connection per request. keepalive=True: one connection per client that
@@ -122,14 +171,9 @@ class Load:
     timeout or a status other than 200."""
 
     def __init__(self, port, keepalive=False, clients=4, pace=15, max_seconds=300, max_requests=50000):
-        self.port, self.keepalive, self.clients, self.pace = port, keepalive, clients, pace
-        self.max_seconds, self.max_requests = max_seconds, max_requests
-        self.stop_event = threading.Event()
-        self.lock = threading.Lock()
-        self.total = self.failed = 0
+        super().__init__(clients, pace, max_seconds)
+        self.port, self.keepalive, self.max_requests = port, keepalive, max_requests
         self.versions = {}
-        self.errors = []
-        self.threads = []
 
     def client(self):
         conn = None
@@ -163,28 +207,3 @@ class Load:
                     self.versions[version] = self.versions.get(version, 0) + 1
             time.sleep(max(0.0, 1.0 / self.pace - (time.monotonic() - t0)))
 
-    def start(self):
-        self.threads = [threading.Thread(target=self.client, daemon=True) for _client in range(self.clients)]
-        for t in self.threads:
-            t.start()
-        return self
-
-    def stop(self):
-        self.stop_event.set()
-        for t in self.threads:
-            t.join()
-        return self
-
-    def during(self, action, before=2, after=2):
-        """Run action() under load, from `before` seconds before it to `after` seconds after it."""
-        self.start()
-        time.sleep(before)
-        try:
-            result = action()
-            time.sleep(after)
-        finally:
-            self.stop()
-        return result
-
-    def figure(self):
-        return "%d/%d failed" % (self.failed, self.total)

@@ -211,3 +211,45 @@ def test_an_openai_sdk_works_unchanged_through_the_gateway(host_ip):
     assert len([p for p in pieces if p]) >= 4 and "one two three four" in "".join(pieces)
     with pytest.raises(openai.AuthenticationError):
         client("wrong-key-0123456789").models.list()
+
+
+def test_the_vllm_key_is_in_the_env_file_not_on_the_command_line(host):
+    key = secret("vllm_api_key")
+    config = docker_json(host, "inspect", "vllm")[0]
+    assert key not in json.dumps(config["Args"]) and key not in json.dumps(config["Config"]["Cmd"])
+    assert "--shutdown-timeout" in config["Args"] and config["Config"]["StopTimeout"] > int(
+        config["Args"][config["Args"].index("--shutdown-timeout") + 1])
+    assert key not in host.check_output("ps -eo args")
+    assert host.file("/etc/llmstack/vllm.env").contains("^VLLM_API_KEY=")
+    # Bound where the role says: 127.0.0.1 on a single host, never every address.
+    assert config["HostConfig"]["PortBindings"]["8000/tcp"] == [{"HostIp": "127.0.0.1", "HostPort": "8000"}]
+
+
+def unavailable(host_ip):
+    _c, resp = request(host_ip, "GET", "/llm_api/models", key=secret("api_key_ci"))
+    body = resp.read()
+    return resp.status, resp.getheader("Retry-After"), resp.getheader("X-Content-Type-Options"), body
+
+
+def test_llm_api_answers_503_with_retry_after_while_vllm_is_drained_or_down(host, host_ip):
+    drain = "/var/lib/llmstack/switch/llm.drain"
+    assert unavailable(host_ip)[0] == 200
+    try:
+        # What the vllm role does before it stops the container: the gateway sends it nothing new.
+        host.run_expect([0], "echo 127.0.0.1:8000 > %s" % drain)
+        status, retry_after, nosniff, body = unavailable(host_ip)
+        assert (status, retry_after, nosniff) == (503, "30", "nosniff"), body
+        assert json.loads(body)["error"]["code"] == "service_unavailable"
+        host.run_expect([0], "rm -f %s" % drain)
+        assert unavailable(host_ip)[0] == 200
+        # And with the container down (a crash, or a recreate without the drain): 503, not nginx's 502.
+        host.run_expect([0], "docker stop -t 0 vllm")
+        status, retry_after, _nosniff, _body = unavailable(host_ip)
+        assert (status, retry_after) == (503, "30")
+    finally:
+        host.run("rm -f %s" % drain)
+        host.run_expect([0], "docker start vllm")
+    deadline = time.monotonic() + 30
+    while unavailable(host_ip)[0] != 200:
+        assert time.monotonic() < deadline, "vllm did not come back"
+        time.sleep(0.5)

@@ -30,7 +30,7 @@ def test_every_run_option_reaches_the_hash():
     changed = dict(command=["serve"], env={"A": "1"}, volumes=["/d:/d"], restart_policy="always", memory="1g",
                    cpus=1.5, gpus=1, ipc_mode="host", shm_size="1g", user="1000", read_only=True,
                    security_opts=[], log_driver="local", log_options={}, labels={"a": "b"},
-                   ports=["127.0.0.1:8002:8000"], networks=[{"name": "n", "aliases": None}])
+                   ports=["127.0.0.1:8002:8000"], networks=[{"name": "n", "aliases": None}], stop_timeout=90)
     for option, value in changed.items():
         assert built(**{option: value}).hash(KEY) != base, option
     # network_mode excludes ports and networks, so it is compared on a container without them.
@@ -44,6 +44,15 @@ def test_an_option_added_later_leaves_existing_hashes_alone():
     summary = built().summary(KEY)
     assert "network_mode" not in summary
     assert built(network_mode="bridge").summary(KEY)["network_mode"] == "bridge"
+    assert "stop_timeout" not in summary and built(stop_timeout=90).summary(KEY)["stop_timeout"] == 90
+
+
+def test_stop_timeout_reaches_the_container_and_defaults_to_30():
+    assert dc.container_args(built(stop_timeout=90), "svc", None, {})["stop_timeout"] == 90
+    assert "stop_timeout" not in dc.container_args(built(), "svc", None, {})
+    assert (built().stop_timeout(), built(stop_timeout=0).stop_timeout()) == (30, 0)
+    with pytest.raises(specs.SpecError, match="stop_timeout: -1"):
+        built(stop_timeout=-1)
 
 
 def test_network_mode_host_reaches_the_sdk_without_a_network():

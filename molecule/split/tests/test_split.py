@@ -1,0 +1,176 @@
+"""Verify the split topology molecule converged: one app host (gateway) and two GPU hosts (vLLM stand-in
+on the NVIDIA Container Toolkit stand-in), on one lab network. Requests go from this machine to the
+gateway over TLS, as a client on the network would send them."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+from llm_load import LlmLoad  # noqa: E402  pylint: disable=wrong-import-position
+
+APP = "llmstack-split-app"
+
+
+def address(name):
+    """A lab host's address on the lab's bridge (what split.yml learns from its facts)."""
+    return subprocess.run(["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name], check=True,
+                          capture_output=True, text=True).stdout.strip()
+
+
+GPUS = dict((name, address(name)) for name in ("llmstack-split-gpu1", "llmstack-split-gpu2"))
+GATEWAY = address(APP)
+SECRETS = os.path.join(os.environ.get("LAB_DIR", "/var/lib/llmstack-lab"), "stack")
+
+
+def secret(name):
+    with open(os.path.join(SECRETS, name)) as f:
+        return f.read().strip()
+
+
+def sh(host, script, check=True):
+    return subprocess.run(["docker", "exec", host, "sh", "-c", script], capture_output=True, text=True,
+                          check=check).stdout
+
+
+def upstreams_since(mark):
+    """Upstream addresses of the gateway's /llm_api/ requests logged since `mark` (a log line count)."""
+    lines = sh(APP, "docker logs nginx_gateway 2>/dev/null").splitlines()[mark:]
+    found = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("path", "").startswith("/v1/") or entry.get("path", "").startswith("/llm_api/"):
+            found.append(entry["upstream"])
+    return found
+
+
+def log_mark():
+    return len(sh(APP, "docker logs nginx_gateway 2>/dev/null").splitlines())
+
+
+def load(**kw):
+    return LlmLoad(GATEWAY, secret("api_key_ci"), **kw)
+
+
+def converge(*extra, rc=0):
+    """A converge of the scenario (site.yml picks split), as an operator's next run."""
+    proc = subprocess.run(["molecule", "converge", "-s", "split", "--"] + list(extra), cwd=ROOT,
+                          capture_output=True, text=True, check=False)
+    assert (proc.returncode == 0) == (rc == 0), proc.stdout[-3000:] + proc.stderr[-2000:]
+    return proc.stdout + proc.stderr
+
+
+def new_vllm_env():
+    return '{"vllm_env": {"LLMSTACK_ROLLOUT": "%d"}}' % (time.time() * 1000)
+
+
+def container(host, name):
+    return json.loads(sh(host, "docker inspect %s" % name))[0]
+
+
+def test_vllm_listens_only_on_the_configured_address():
+    for host, address in GPUS.items():
+        config = container(host, "vllm")
+        assert config["HostConfig"]["PortBindings"]["8000/tcp"] == [{"HostIp": address, "HostPort": "8000"}]
+        listening = sh(host, "ss -ltnH '( sport = :8000 )' | awk '{print $4}'").split()
+        assert listening == ["%s:8000" % address], listening
+        # Not on loopback or any other address of the host.
+        assert sh(host, "curl -s -o /dev/null -w '%{http_code}' --max-time 3 http://127.0.0.1:8000/health",
+                  check=False) == "000"
+
+
+def test_gpu_hosts_run_the_toolkit_and_vllm_gets_its_gpus():
+    for host in GPUS:
+        held = sh(host, "dpkg --get-selections nvidia-container-toolkit libnvidia-container1 | sed 's/:amd64//'").split()
+        assert held == ["nvidia-container-toolkit", "hold", "libnvidia-container1", "hold"], held
+        daemon = json.loads(sh(host, "cat /etc/docker/daemon.json"))
+        assert daemon["runtimes"]["nvidia"]["path"] == "nvidia-container-runtime"
+        assert daemon["log-driver"] == "json-file"  # docker_host's keys survive nvidia-ctk
+        config = container(host, "vllm")
+        assert config["HostConfig"]["DeviceRequests"][0]["Count"] == -1  # gpus: all
+        assert config["HostConfig"]["IpcMode"] == "host"
+        # nvidia-smi (the driver stand-in) sees vLLM's process on the GPU.
+        pid = str(config["State"]["Pid"])
+        apps = sh(host, "nvidia-smi --query-compute-apps=pid --format=csv,noheader").split()
+        assert pid in apps, (pid, apps)
+
+
+def test_the_gateway_spreads_requests_over_both_gpu_hosts():
+    mark = log_mark()
+    run = load(clients=2, pace=4)
+    run.during(lambda: time.sleep(4), before=0, after=0)
+    assert run.failed == 0, run.errors[:5]
+    used = upstreams_since(mark)
+    counts = dict((address, sum(1 for u in used if u == "%s:8000" % address)) for address in GPUS.values())
+    assert len(used) >= 20 and all(c >= len(used) // 5 for c in counts.values()), counts
+
+
+def test_a_rolling_vllm_update_under_load_fails_no_request():
+    before = dict((h, container(h, "vllm")["Id"]) for h in GPUS)
+    run = load(clients=2, pace=3.5)
+    # A new setting for vLLM: both GPU hosts are updated, one at a time, drained in the gateway first.
+    out = run.during(lambda: converge("--tags", "vllm", "-e", new_vllm_env()), before=3, after=3)
+    after = dict((h, container(h, "vllm")["Id"]) for h in GPUS)
+    assert all(before[h] != after[h] for h in GPUS), "both GPU hosts were updated"
+    assert run.total >= 50 and run.failed == 0, "%s: %s" % (run.figure(), run.errors[:5])
+    assert "Drain, recreate" in out
+    for host in GPUS:
+        log = sh(host, "cat /var/lib/llmstack/deployments/vllm.log")
+        # The module waited for requests in flight, then for a real completion from the new container.
+        assert "drained vllm" in log and "vllm is healthy (openai)" in log, log[-1500:]
+    assert not sh(APP, "ls /var/lib/llmstack/switch/").count("llm.drain"), "the drain file was removed"
+
+
+def test_a_stopped_gpu_host_is_skipped_within_the_passive_health_window():
+    host, address = "llmstack-split-gpu1", GPUS["llmstack-split-gpu1"]
+    sh(host, "docker stop -t 0 vllm")
+    try:
+        mark = log_mark()
+        run = load(clients=2, pace=4)
+        run.during(lambda: time.sleep(5), before=0, after=0)
+        # Connection refused: nginx tries the other server at once, then skips this one for fail_timeout.
+        assert run.failed == 0, run.errors[:5]
+        used = upstreams_since(mark)
+        alone = [u for u in used if u == "%s:8000" % GPUS["llmstack-split-gpu2"]]
+        assert len(alone) >= len(used) - 2, used
+    finally:
+        sh(host, "docker start vllm")
+    deadline = time.monotonic() + 30
+    while sh(host, "curl -s -o /dev/null -w '%%{http_code}' http://%s:8000/health" % address, check=False) != "200":
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+
+
+@pytest.mark.parametrize("host", sorted(GPUS))
+def test_the_vllm_key_is_not_on_the_command_line(host):
+    key = secret("vllm_api_key")
+    config = container(host, "vllm")
+    assert key not in json.dumps(config["Args"]) and key not in sh(host, "ps -eo args")
+
+
+def test_a_leftover_process_on_the_gpu_stops_the_update_before_anything_is_touched():
+    """vllm #55510: engine workers that outlive a killed vLLM keep their VRAM. The update must refuse,
+    naming the PID, and leave the serving container alone (same id, same start time)."""
+    host = "llmstack-split-gpu1"
+    before = container(host, "vllm")
+    # A process registered with the driver stand-in as holding GPU 0, as such a worker would be.
+    pid = sh(host, "setsid sleep 300 >/dev/null 2>&1 & echo $!").strip()
+    sh(host, "echo 0 > /run/nvidia-standin/holders/%s" % pid)
+    try:
+        out = converge("--tags", "vllm", "--limit", host, "-e", new_vllm_env(), rc=2)
+        assert "pid %s (GPU 0" % pid in out and "hold the GPUs vllm would use" in out, out[-2000:]
+        after = container(host, "vllm")
+        assert (after["Id"], after["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])
+        assert not sh(APP, "ls /var/lib/llmstack/switch/").count("llm.drain"), "the host is back in the gateway"
+    finally:
+        sh(host, "kill %s; rm -f /run/nvidia-standin/holders/%s" % (pid, pid), check=False)
+    # Once the process is gone, the same update goes through.
+    converge("--tags", "vllm", "--limit", host, "-e", new_vllm_env())
+    assert container(host, "vllm")["Id"] != before["Id"]
