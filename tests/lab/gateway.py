@@ -206,4 +206,3 @@ class Load(PacedLoad):
                 if version:
                     self.versions[version] = self.versions.get(version, 0) + 1
             time.sleep(max(0.0, 1.0 / self.pace - (time.monotonic() - t0)))
-
