@@ -144,7 +144,8 @@ def test_blue_green_killed_then_rerun_under_load(blue_green_service, app_images,
     """Killed during the health wait or right after the switch: the re-run converges, and requests through
     the gateway never fail, across the kill and the re-run."""
     svc = blue_green_service
-    assert svc.run(image=app_images["v1"]).rc == 0
+    first = svc.run(image=app_images["v1"])
+    assert first.rc == 0, first.output
     gateway = Gateway()
     port = gateway.blue_green(svc.name, svc.ports["blue"], svc.ports["green"], svc.switch_file)
     gateway.start()
