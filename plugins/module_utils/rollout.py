@@ -159,24 +159,10 @@ class Health:
         return code == self.status, "GET %s: HTTP %s (want %s)" % (url, code, self.status)
 
     def request(self, method, url, data=None):
-        """(status, body, None) or (None, None, what went wrong). A server that is not listening yet
-        is reported as still loading, not as a failure."""
         headers = {"Content-Type": "application/json"} if data is not None else {}
         if self.api_key:
             headers["Authorization"] = "Bearer %s" % self.api_key
-        try:
-            resp = open_url(url, method=method, data=data, headers=headers, timeout=self.probe_timeout)
-            try:
-                return resp.getcode(), resp.read(), None
-            finally:
-                resp.close()
-        except HTTPError as e:
-            return e.code, b"", None
-        except (URLError, OSError, ValueError, http_client.HTTPException) as e:
-            reason = getattr(e, "reason", e)
-            if isinstance(reason, NOT_LISTENING) or isinstance(e, NOT_LISTENING):
-                return None, None, "%s %s: not listening yet (still loading)" % (method, url)
-            return None, None, "%s %s: %s" % (method, url, reason)
+        return http_request(method, url, data=data, headers=headers, timeout=self.probe_timeout)
 
     def openai_ready(self, base):
         """vLLM's own readiness, in order: /health, then /v1/models (with the key) listing the model,
@@ -206,21 +192,34 @@ class Health:
         return False, "POST /v1/completions: an answer with no choices"
 
 
+def http_request(method, url, data=None, headers=None, timeout=5.0):
+    """(status, body, None) or (None, None, what went wrong). A server that is not listening yet
+    is reported as still loading, not as a failure."""
+    try:
+        resp = open_url(url, method=method, data=data, headers=headers or {}, timeout=timeout)
+        try:
+            return resp.getcode(), resp.read(), None
+        finally:
+            resp.close()
+    except HTTPError as e:
+        return e.code, b"", None
+    except (URLError, OSError, ValueError, http_client.HTTPException) as e:
+        reason = getattr(e, "reason", e)
+        if isinstance(reason, NOT_LISTENING) or isinstance(e, NOT_LISTENING):
+            return None, None, "%s %s: not listening yet (still loading)" % (method, url)
+        return None, None, "%s %s: %s" % (method, url, reason)
+
+
 _GAUGE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
 
 
 def read_gauges(url, names, timeout=5.0):
     """The sum of the named gauges (every label set) on a Prometheus text endpoint; None if it can't be read."""
-    try:
-        resp = open_url(url, timeout=timeout)
-        try:
-            text = resp.read().decode("utf-8", "replace")
-        finally:
-            resp.close()
-    except (URLError, OSError, ValueError, http_client.HTTPException):
+    code, body, error = http_request("GET", url, timeout=timeout)
+    if error or code != 200:
         return None
     total = 0.0
-    for line in text.splitlines():
+    for line in body.decode("utf-8", "replace").splitlines():
         match = _GAUGE_RE.match(line)
         if match and match.group(1) in names:
             try:
@@ -241,7 +240,7 @@ class Rollout:
         self.name, self.strategy = p["name"], p["strategy"]
         self.log = state.DeployLog(p["state_dir"], self.name, enabled=not check_mode)
         self.warnings = []
-        self.history = self.spec = self.key = None
+        self.history = self.spec = self.key = self.drain_url = None
         self.summary = self.before = self.outage = None
 
     def warn(self, message):
@@ -280,6 +279,8 @@ class Rollout:
         key_name = (spec.health.get("healthcheck") or {}).get("api_key_env")
         if key_name and not spec.environment.get(key_name):
             raise specs.SpecError("healthcheck.api_key_env: %s is not set by env_files or env" % key_name)
+        # Checked here, before anything is touched; used before the old container stops.
+        self.drain_url = spec.url_for(p.get("drain_metrics_url"), option="drain_metrics_url")
         if spec.options["gpus"]:
             missing = dc.gpu_support_missing(p["docker_host"])
             if missing:
@@ -480,14 +481,13 @@ class Rollout:
             self.log("waiting for the GPUs to be released: %s" % gpu.describe(found))
             self.sleep(1)
 
-    def drain_requests(self, container, spec):
+    def drain_requests(self, container):
         """Wait until the container has no request in flight (its metrics gauges at 0), up to drain_seconds.
 
         The gateway stopped sending it new requests before this run; the rest are finishing."""
-        url = self.p.get("drain_metrics_url")
+        url = self.drain_url
         if not url or not running(container):
             return
-        url = url.replace("{port}", str(specs.parse_port(spec.ports_for()[0])["host_port"])) if "{port}" in url else url
         gauges = self.p.get("drain_gauges") or []
         timeout, start, logged = self.p["drain_seconds"], time.monotonic(), -1
         while True:
@@ -541,7 +541,7 @@ class Rollout:
                 self.log("removing %s, left unverified by an interrupted run" % leftover.name)
                 dc.remove(leftover)
             if restore is not None and restore is main:
-                self.drain_requests(main, spec)
+                self.drain_requests(main)
                 self.log("stopping %s" % main.name)
                 with dc.call("stop %s" % main.name):
                     main.stop(timeout=spec.stop_timeout())

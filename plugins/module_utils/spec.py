@@ -330,12 +330,20 @@ class ContainerSpec:
     def ports_for(self, slot=None):
         return self.options["slots"][slot]["ports"] if slot else self.options["ports"]
 
+    def url_for(self, url, slot=None, option="healthcheck.url"):
+        """url with {port} replaced by the slot's first published host port; an error naming `option`
+        when it uses {port} and nothing is published."""
+        if url and "{port}" in url:
+            ports = self.ports_for(slot)
+            if not ports:
+                raise SpecError("%s uses {port}, but %s publishes no port"
+                                % (option, "slot " + slot if slot else "the container"))
+            url = url.replace("{port}", str(parse_port(ports[0])["host_port"]))
+        return url
+
     def health_url(self, slot=None):
         """healthcheck.url with {port} replaced by the slot's first published host port."""
-        url = (self.health.get("healthcheck") or {}).get("url")
-        if url and "{port}" in url:
-            url = url.replace("{port}", str(parse_port(self.ports_for(slot)[0])["host_port"]))
-        return url
+        return self.url_for((self.health.get("healthcheck") or {}).get("url"), slot)
 
     def stop_timeout(self):
         """Seconds the container gets between SIGTERM and SIGKILL, by the module and by Docker itself."""

@@ -226,3 +226,10 @@ def test_summary_diff_names_options_and_env_keys():
     after = built(env={"A": "1", "B": "3", "C": "4"}, memory="2g").summary(KEY)
     assert specs.summary_diff(before, after) == {
         "options": ["memory"], "env": {"added": ["C"], "removed": [], "changed": ["B"]}}
+
+
+def test_url_for_fills_the_published_port_and_names_the_option_without_one():
+    assert built().url_for("http://127.0.0.1:{port}/metrics") == "http://127.0.0.1:8001/metrics"
+    assert built().url_for("http://10.0.0.5:8000/metrics") == "http://10.0.0.5:8000/metrics"
+    with pytest.raises(specs.SpecError, match="drain_metrics_url uses {port}, but the container publishes no port"):
+        built(ports=[]).url_for("http://127.0.0.1:{port}/metrics", option="drain_metrics_url")
