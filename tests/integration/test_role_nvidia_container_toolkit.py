@@ -39,6 +39,20 @@ def docker_pid(host):
     return out(host, "systemctl show docker -p MainPID --value").strip()
 
 
+def fill_start_limit(host):
+    """Leave Docker running with systemd's start counter full, so one more plain restart would be refused."""
+    burst = int(out(host, "systemctl show docker -p StartLimitBurst --value"))
+
+    def fill():
+        sh(host, "systemctl reset-failed docker")
+        for _attempt in range(burst):
+            sh(host, "systemctl restart docker")
+    fill()
+    refused = sh(host, "systemctl restart docker", check=False)
+    assert "too often" in refused.stderr, "the start limit is full (%s)" % refused.stderr
+    fill()
+
+
 def installed(host):
     """{package: version} of what dpkg has installed (the four packages and python3-debian)."""
     proc = sh(host, "dpkg-query -W -f '${db:Status-Status} ${Package} ${Version}\\n' %s python3-debian"
@@ -143,7 +157,10 @@ def second_run(lab_host, role, first_run):
 
 @pytest.fixture(scope="module")
 def upgrade_run(lab_host, role, second_run):
-    """(f) the operator moves the pin to 1.18.1-1."""
+    """(f) the operator moves the pin to 1.18.1-1, right after Docker was restarted as often as systemd's start
+    limit allows (docker.service: StartLimitBurst=3 in 60 s), as when docker_host restarted it just before: the
+    role's own restart must still happen (CI's first failure of this test, when the runs came fast enough)."""
+    fill_start_limit(lab_host)
     before = docker_pid(lab_host)
     return before, role(nvidia_container_toolkit_version="1.18.1-1")
 
