@@ -14,6 +14,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import os
+import re
+import signal
+import time
 from contextlib import contextmanager
 
 from ansible_collections.llmstack.deploy.plugins.module_utils import spec as specs
@@ -251,7 +254,7 @@ def create(client, image, kwargs):
     return client.containers.get(client.api.create_container(**create_kwargs)["Id"])
 
 
-def run_container(client, spec, name, slot, labels):
+def run_container(client, spec, name, slot, labels, log=None):
     """Create, connect and start a container from spec. On any failure, remove what this call created."""
     networks = spec.options["networks"]
     container = None
@@ -262,16 +265,92 @@ def run_container(client, spec, name, slot, labels):
             if net is networks[0]:
                 network.disconnect(container)  # created on it already: reconnect to set the aliases
             network.connect(container, aliases=net["aliases"] or None)
-        container.start()
+        try:
+            container.start()
+        except SDK_ERRORS as e:
+            if not release_stale_proxies(client, error_text(e), log):
+                raise
+            start_again(container, name)
         return container
     except Exception as e:
         try:
             remove(container)  # only what this call created; a stranger holding the name stays
         except DockerError:
             pass
-        if isinstance(e, SDK_ERRORS):
+        if isinstance(e, SDK_ERRORS) and not isinstance(e, StalePort):
             raise DockerError("cannot start %s: %s" % (name, explain(e)))
         raise
+
+
+class StalePort(DockerError):
+    """The daemon still counts a published port as allocated to a container that a crash left behind."""
+
+
+def start_again(container, name, attempts=3, pause=1.0):
+    """Start once more after stale proxies were stopped; the daemon may take a moment to let the port go."""
+    for attempt in range(attempts):
+        try:
+            container.start()
+            return
+        except SDK_ERRORS as e:
+            text = error_text(e)
+            if attempt == attempts - 1 or not BIND_FAILED.search(text):
+                if BIND_FAILED.search(text):
+                    raise StalePort("cannot start %s: the Docker daemon still holds the port for a container that "
+                                    "a crash left behind, though its docker-proxy was stopped (%s); a restart of "
+                                    "Docker frees it (with live-restore the containers keep running)" % (name, text))
+                raise
+            time.sleep(pause)
+
+
+BIND_FAILED = re.compile(r"Bind for (\S+):(\d+) failed: port is already allocated")
+
+
+def stale_proxies(bound, container_ips, proc="/proc"):
+    """PIDs of docker-proxy processes that hold bound ((host_ip, host_port)) for an IP no running container has.
+
+    A dockerd killed while it started a container leaves such a proxy: the daemon that comes back (live-restore)
+    restores it, and it outlives the container, so the port stays allocated until it is stopped."""
+    found = []
+    for pid in (p for p in os.listdir(proc) if p.isdigit()):
+        try:
+            with open(os.path.join(proc, pid, "cmdline"), "rb") as f:
+                argv = f.read().decode("utf-8", "replace").split("\0")
+        except (IOError, OSError):
+            continue  # gone meanwhile
+        if os.path.basename(argv[0]) != "docker-proxy":
+            continue
+        args = dict(zip(argv[1::2], argv[2::2]))
+        if ((args.get("-host-ip"), args.get("-host-port")) == bound
+                and args.get("-container-ip") not in container_ips):
+            found.append(int(pid))
+    return found
+
+
+def release_stale_proxies(client, error, log=None):
+    """After 'port is already allocated': stop the stale docker-proxies that hold the port, if that is what holds
+    it. True if one was stopped (start again); a real process or a live container keeps the port."""
+    match = BIND_FAILED.search(error)
+    if not match or not os.path.isdir("/proc"):
+        return False
+    # Running containers only: a stopped one has no proxy, and the one being started may have got the very IP
+    # the stale proxy points at (the network hands a freed address out again).
+    with call("list containers"):
+        ips = set(net.get("IPAddress") for c in client.api.containers()
+                  for net in ((c.get("NetworkSettings") or {}).get("Networks") or {}).values())
+    pids = stale_proxies((match.group(1), match.group(2)), ips)
+    for pid in pids:
+        if log:
+            log("stopping docker-proxy %d: it holds %s:%s for a container that no longer exists (left by a "
+                "Docker daemon that was killed)" % (pid, match.group(1), match.group(2)))
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 5
+    while any(os.path.exists("/proc/%d" % pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return bool(pids)
 
 
 def find(client, name):

@@ -173,15 +173,16 @@ def redacted_view(values, changed=(), meta=None):
 def redact(text, values):
     """text with every one of values replaced by <redacted>, longest first.
 
-    Apps print their config at start, so a log tail may hold env values. A value of under 4
-    characters (a port, a flag) is replaced only where it stands alone between non-alphanumerics,
-    so redacting '1' does not garble every number in the log."""
+    Apps print their config at start, so a log tail may hold env values. A value of under 8
+    characters (a port, a flag, a user name) is replaced only where it stands alone, not inside a
+    word or a name: redacting '1' does not garble every number in the log, nor does PGUSER=agent
+    turn the container agent_service-blue into <redacted>_service-blue."""
     values = sorted(set(v for v in values if v), key=len, reverse=True)
     for value in values:
-        if len(value) >= 4:
+        if len(value) >= 8:
             text = text.replace(value, REDACTED)
         else:
-            text = re.sub(r"(?<![A-Za-z0-9])%s(?![A-Za-z0-9])" % re.escape(value), REDACTED, text)
+            text = re.sub(r"(?<![A-Za-z0-9_-])%s(?![A-Za-z0-9_-])" % re.escape(value), REDACTED, text)
     return text
 
 

@@ -385,7 +385,36 @@ class Rollout:
                        specs.LABEL_DIGEST: spec.digest_ref.split("@", 1)[-1]})
         if slot:
             labels[specs.LABEL_SLOT] = slot
-        return dc.run_container(self.client, spec, name, slot, labels)
+        try:
+            return dc.run_container(self.client, spec, name, slot, labels, log=self.log)
+        except dc.StalePort as e:
+            if not self.restart_docker(str(e)):
+                raise
+            return dc.run_container(self.client, spec, name, slot, labels, log=self.log)
+
+    def restart_docker(self, why):
+        """After a dockerd crash the daemon may keep a port allocated to a container that no longer exists, and
+        only a restart frees it. With live-restore every container keeps running meanwhile; without, say so
+        and leave it to the operator."""
+        with dc.call("read the daemon's settings"):
+            live_restore = self.client.info().get("LiveRestoreEnabled")
+        if not live_restore or not dc.is_local(self.p.get("docker_host")):
+            return False
+        self.log("restarting the Docker daemon (live-restore keeps every container running): %s" % why)
+        # reset-failed first: docker.service allows 3 starts in 60 s, and the crash used one.
+        self.run_command(["systemctl", "reset-failed", "docker.service"])
+        rc, out, err = self.run_command(["systemctl", "restart", "docker.service"])
+        if rc != 0:
+            raise RolloutError("%s; restarting Docker failed too (rc %d): %s" % (why, rc, (err or out).strip()))
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.client.ping()
+                return True
+            except Exception:  # pylint: disable=broad-exception-caught
+                if time.monotonic() > deadline:
+                    raise RolloutError("%s; Docker did not answer within 60 s of its restart" % why)
+                self.sleep(1)
 
     def begin(self, entry, result):
         """Record the attempt as pending: from here on, the next run knows what this one was doing."""

@@ -412,7 +412,8 @@ class SsmClient:
             found.extend(page.get("Parameters", []))
             missing.extend(page.get("InvalidParameters", []))
         if missing:
-            raise SsmError("GetParameters: parameter(s) not found: %s" % ", ".join(sorted(missing)))
+            raise SsmError("GetParameters: parameter(s) not found in region %s: %s"
+                           % (self.region or "(unknown)", ", ".join(sorted(missing))))
         matched = match_results(wanted, found)
         unanswered = [n for n in wanted if n not in matched]
         if unanswered:
@@ -475,8 +476,10 @@ def collect(client, paths=(), names=(), recursive=True, decrypt=True, key_mode="
             raise SsmError("path %r must start with '/'" % path)
         params = client.get_by_path(path, recursive=recursive, decrypt=decrypt)
         if not params and not allow_empty:
-            raise SsmError("path %s holds no parameters (GetParametersByPath, recursive=%s); "
-                           "set allow_empty to accept that" % (path, recursive))
+            # Named with the region: a wrong region is the usual reason a path that exists looks empty.
+            raise SsmError("path %s holds no parameters in region %s (GetParametersByPath, recursive=%s); "
+                           "set allow_empty to accept that" % (path, getattr(client, "region", None) or "(unknown)",
+                                                               recursive))
         count += len(params)
         for key, (_name, value) in map_parameters(params, base=path, key_mode=key_mode).items():
             values[key] = value

@@ -189,3 +189,14 @@ class Service:
         if ids:
             subprocess.run(["docker", "rm", "-f"] + ids, capture_output=True, check=False)
         shutil.rmtree(self.switch_dir, ignore_errors=True)
+
+
+def copy_checkout(dest):
+    """The checked-in and new (not ignored) files of the work tree, as a fresh clone would have them."""
+    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                           capture_output=True, check=True).stdout.decode().split("\0")
+    for f in files:
+        if f and not f.startswith(".collections/") and os.path.isfile(os.path.join(ROOT, f)):
+            os.makedirs(str(dest / os.path.dirname(f)), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, f), str(dest / f))
+    return dest

@@ -13,7 +13,6 @@ neither this machine's ~/.aws nor its inventory cache is touched. test_cache_* c
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -23,6 +22,7 @@ import boto3
 import pytest
 
 import labenv
+from helpers import copy_checkout
 
 ROOT = labenv.ROOT
 INVENTORY = os.path.join(ROOT, "inventory_aws_ec2.yml")
@@ -249,13 +249,7 @@ def _galaxy(args, base, cwd):
 def _build_and_install(base, galaxy_yml=None):
     """Build the collection from the checked-in files (as `ansible-galaxy collection build` would from a
     clean clone), then install it with --offline into an empty collections path. Returns (tarball, result)."""
-    src = base / "src"
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
-                           capture_output=True, check=True).stdout.decode().split("\0")
-    for f in files:
-        if f and not f.startswith(".collections/") and os.path.isfile(os.path.join(ROOT, f)):
-            os.makedirs(str(src / os.path.dirname(f)), exist_ok=True)
-            shutil.copy2(os.path.join(ROOT, f), str(src / f))
+    src = copy_checkout(base / "src")
     if galaxy_yml:
         (src / "galaxy.yml").write_text(galaxy_yml((src / "galaxy.yml").read_text()))
     res = _galaxy(["build", "--output-path", str(base / "dist"), "."], base, src)

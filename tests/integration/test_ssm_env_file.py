@@ -112,7 +112,7 @@ def test_many_explicit_names_and_an_unknown_one(play, put, prefix, tmp_path):
     dest.write_text("KEEP=me\n")
     res = play.run([task(path=str(dest), names=names + [prefix + "/n/missing"])])
     assert res.rc != 0
-    assert "not found: %s/n/missing" % prefix in res.task()["msg"]
+    assert "not found in region us-east-1: %s/n/missing" % prefix in res.task()["msg"]
     assert dest.read_text() == "KEEP=me\n"
 
 
@@ -439,7 +439,7 @@ def test_version_and_label_selectors(play, ssm_client, prefix, tmp_path):
     assert read_env(str(dest)) == {"DB": "first", "TOK": "t-one"}
 
     res = play.run([task(path=str(dest), names=[prefix + "/db:7"])])
-    assert res.rc != 0 and "not found: %s/db:7" % prefix in res.task()["msg"]
+    assert res.rc != 0 and "not found in region us-east-1: %s/db:7" % prefix in res.task()["msg"]
     assert read_env(str(dest)) == {"DB": "first", "TOK": "t-one"}
 
 

@@ -55,3 +55,26 @@ def test_gpu_support_is_checked_only_on_a_local_daemon(monkeypatch, tmp_path):
     hook.write_text("#!/bin/sh\n")
     hook.chmod(0o755)
     assert dc.gpu_support_missing(None) is None
+
+
+def _proc(root, pid, *argv):
+    folder = root / str(pid)
+    folder.mkdir()
+    (folder / "cmdline").write_bytes(b"\0".join(a.encode() for a in argv) + b"\0")
+
+
+def test_stale_proxies_are_docker_proxies_on_the_port_for_an_ip_no_container_has(tmp_path):
+    proxy = ("/usr/sbin/docker-proxy", "-proto", "tcp", "-host-ip", "127.0.0.1", "-host-port", "8102")
+    _proc(tmp_path, 11, *(proxy + ("-container-ip", "172.19.0.2", "-container-port", "8000")))  # stale
+    _proc(tmp_path, 12, *(proxy + ("-container-ip", "172.19.0.5", "-container-port", "8000")))  # a live container's
+    _proc(tmp_path, 13, "/usr/bin/python3", "-m", "http.server", "8102")  # a real process: never touched
+    _proc(tmp_path, 14, *(proxy[:-1] + ("8101", "-container-ip", "172.19.0.2", "-container-port", "8000")))
+    (tmp_path / "self").mkdir()
+    assert dc.stale_proxies(("127.0.0.1", "8102"), {"172.19.0.5", "172.19.0.4"}, proc=str(tmp_path)) == [11]
+    assert dc.stale_proxies(("127.0.0.1", "8102"), {"172.19.0.2", "172.19.0.5"}, proc=str(tmp_path)) == []
+
+
+def test_the_bind_error_names_the_address_the_stale_proxy_holds():
+    error = ("driver failed programming external connectivity on endpoint agent_service-green (1ed9): "
+             "Bind for 127.0.0.1:8102 failed: port is already allocated")
+    assert dc.BIND_FAILED.search(error).groups() == ("127.0.0.1", "8102")

@@ -138,3 +138,10 @@ def test_redact_every_value_without_garbling_logs():
     assert "s3cr3t-value" not in out and "8000" not in out
     assert "WORKERS=<redacted>" in out and "DEBUG=<redacted>" in out
     assert "14 workers" in out, "a short value is redacted only where it stands alone"
+
+
+def test_redact_a_short_value_leaves_names_that_contain_it():
+    message = "cannot start agent_service-blue: PGUSER=agent, postgresql://agent:pw12@db/agent"
+    out = envfile.redact(message, ["agent", "pw12"])
+    assert out.startswith("cannot start agent_service-blue: PGUSER=<redacted>")
+    assert "postgresql://<redacted>:<redacted>@db/<redacted>" in out

@@ -132,7 +132,7 @@ def test_names_are_batched_by_ten_and_unknown_names_fail(stubbed):
         if "/n/k15" in batch:
             page["InvalidParameters"] = ["/n/k15"]
         stub.add_response("get_parameters", page, {"Names": batch, "WithDecryption": True})
-    with pytest.raises(ssm.SsmError, match="not found: /n/k15"):
+    with pytest.raises(ssm.SsmError, match="not found in region us-east-1: /n/k15"):
         client.get_by_names(names)
     assert client.calls == 3
 
@@ -197,7 +197,7 @@ def test_requested_name_missing_from_both_lists_is_an_error(stubbed):
 def test_unknown_selector_is_reported_as_not_found(stubbed):
     client, stub, _sleeps = stubbed
     stub.add_response("get_parameters", {"Parameters": [], "InvalidParameters": ["/app/db:9"]})
-    with pytest.raises(ssm.SsmError, match="not found: /app/db:9"):
+    with pytest.raises(ssm.SsmError, match="not found in region us-east-1: /app/db:9"):
         client.get_by_names(["/app/db:9"])
 
 
@@ -228,7 +228,7 @@ def test_selectors_against_moto(lab, ssm_client):
     assert values == {"DB": "first", "TOK": "t1"} and count == 2
     values, _count = ssm.collect(client, names=[base + "/db"])
     assert values == {"DB": "second"}
-    with pytest.raises(ssm.SsmError, match="not found: %s/db:9" % base):
+    with pytest.raises(ssm.SsmError, match="not found in region us-east-1: %s/db:9" % base):
         ssm.collect(client, names=[base + "/db:9"])
 
 
@@ -238,6 +238,7 @@ class FakeClient:
     def __init__(self, by_path=None, by_names=None):
         self.by_path = by_path or {}
         self.by_names = by_names or []
+        self.region = "eu-west-3"
 
     def get_by_path(self, path, recursive=True, decrypt=True):
         return self.by_path.get(path, [])
@@ -277,6 +278,7 @@ def test_collect_named_bad_input_is_named(named, message):
 
 
 def test_collect_empty_path_fails_unless_allowed():
-    with pytest.raises(ssm.SsmError, match="/empty holds no parameters"):
+    # The region is named: a wrong one is the usual reason a path that exists looks empty.
+    with pytest.raises(ssm.SsmError, match="/empty holds no parameters in region eu-west-3"):
         ssm.collect(FakeClient(), paths=["/empty"])
     assert ssm.collect(FakeClient(), paths=["/empty"], allow_empty=True) == ({}, 0)

@@ -1,0 +1,207 @@
+"""Reliability and security of the converged single-host stack: secrets in a -vvv converge and in the logs,
+bad input at the play level, two plays at once, the Docker daemon killed mid-rollout, a host reboot.
+Each test leaves the stack serving; the module's teardown converges agent_service back to the inventory's
+settings. Tests named test_a_ .. test_e_ run in that order (the reboot last)."""
+import json
+import os
+import re
+import subprocess
+import threading
+import time
+
+import pytest
+import yaml
+
+from stack import (HOST_CONTAINER, LAB_DIR, ROOT, docker_json, host_ip, leaked, live_agent, playbook, serving,
+                   snapshot, sql, wait_serving)
+
+DEPLOY_LOG = "/var/lib/llmstack/deployments/agent_service.log"
+HISTORY = "/var/lib/llmstack/deployments/agent_service.json"
+
+
+def agent_env(marker):
+    """-e for agent_service_env as the inventory has it, plus one key: a new env file, so a real rollout."""
+    with open(os.path.join(ROOT, "tests", "lab", "inventory", "group_vars", "llmstack_app.yml")) as f:
+        env = dict(yaml.safe_load(f)["agent_service_env"], LLMSTACK_TEST_RUN=marker)
+    return ["-e", json.dumps({"agent_service_env": env})]
+
+
+def rollout_agent(marker, *args, check=False):
+    return playbook("single_host.yml", "--tags", "agent_service", *(agent_env(marker) + list(args)), check=check)
+
+
+def running_env(host, name):
+    return dict(kv.split("=", 1) for kv in docker_json(host, "inspect", name)[0]["Config"]["Env"])
+
+
+def history(host):
+    return json.loads(host.check_output("cat %s" % HISTORY))["deployments"]
+
+
+def recap_changed(output):
+    found = re.findall(re.escape(HOST_CONTAINER) + r"\s*:\s*ok=\d+\s+changed=(\d+)", output)
+    return int(found[-1]) if found else None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def back_to_the_inventory():
+    playbook("single_host.yml", "--tags", "agent_service", check=True)
+    yield
+    playbook("single_host.yml", "--tags", "agent_service", check=True)
+
+
+def test_a_a_vvv_converge_and_the_logs_hold_no_secret(host):
+    path = os.environ.get("LLMSTACK_CONVERGE_LOG", os.path.join(LAB_DIR, "converge-vvv.log"))
+    assert os.path.exists(path), ("no -vvv converge log at %s: ./tests/run writes it on the host's first converge "
+                                  "(BENCH_FIRST_CONVERGE_LOG in tests/bench/single_host.py)" % path)
+    with open(path) as f:
+        converge = f.read()
+    assert "EXEC" in converge, "the log is at -vvv (it shows the connection's commands)"
+    assert (recap_changed(converge) or 0) > 10, "the log is the host's first, full converge"
+    assert leaked(converge) == []
+    # Traffic of its own first (a completion, the agent with postgres, a refused key), then every log.
+    ip = host_ip()
+    assert serving(ip) is None
+    # nginx's access and error logs are its container's stdout and stderr (the image links them there).
+    logs = host.check_output("for c in $(docker ps -aq); do docker logs $c 2>&1; done; "
+                             "cat /var/lib/llmstack/deployments/*.log /var/lib/llmstack/deployments/*.json")
+    assert '"api_key":"CI"' in logs and '"api_key":"ALICE"' in logs, "the logs hold the requests just made"
+    assert leaked(logs) == []
+
+
+BAD_INPUT = {
+    "a missing SSM path": (
+        ["--tags", "agent_service", "-e", json.dumps({"agent_service_ssm_paths": [
+            "/llmstack/lab/agent_service", "/llmstack/lab/no_such_path"]})], ["/llmstack/lab/no_such_path"]),
+    "a wrong region": (["--tags", "agent_service", "-e", "llmstack_aws_region=eu-west-3"], ["eu-west-3"]),
+    "an invalid image tag": (
+        ["--tags", "agent_service", "-e", "agent_service_image=%s:no-such-tag"
+         % os.environ.get("LAB_IMAGE_AGENT_SERVICE", "").rsplit(":", 1)[0]], ["no-such-tag"]),
+    "a wrong registry password": (
+        ["--tags", "agent_service", "-e", "llmstack_registry_password=not-the-password-0123"],
+        [os.environ.get("LAB_REGISTRY_FROM_HOSTS", "")]),
+    # argument_specs, before the role touches anything (the whole play: the type check is per role).
+    "an invalid variable type": (["-e", json.dumps({"vllm_port": "eighty"})], ["vllm_port"]),
+    # 127.0.0.1:8000 is vLLM's: the slot the rollout would start cannot have it (see port_in_use).
+    "a port in use": (None, ["127.0.0.1:8000", "already in use"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUT))
+def test_b_bad_input_is_a_clear_error_and_changes_nothing(host, case):
+    args, named = BAD_INPUT[case]
+    if args is None:
+        args = port_in_use(host)
+    before = snapshot(host)
+    proc = playbook("single_host.yml", *args)
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output[-3000:]
+    failed = output[output.find("fatal:"):output.rfind("PLAY RECAP")]
+    for needle in named:
+        assert needle in failed, "the error names %r:\n%s" % (needle, failed[-3000:])
+    assert leaked(output) == [] and "not-the-password-0123" not in output
+    assert recap_changed(output) == 0, output[-2000:]
+    assert snapshot(host) == before, "same containers (id, start time, image), env files, switch, gateway config"
+    assert serving(host_ip()) is None
+
+
+def port_in_use(host):
+    """The standby slot (the one a rollout starts) gets vLLM's 127.0.0.1:8000; the live slot keeps its port."""
+    live = host.file("/var/lib/llmstack/switch/agent_service.live").content_string.strip().rsplit("_", 1)[1]
+    standby = "green" if live == "blue" else "blue"
+    return ["--tags", "agent_service", "-e", "agent_service_%s_port=8000" % standby]
+
+
+def stale_proxies(host):
+    """docker-proxy processes pointing at an IP no running container has."""
+    ips = set(host.check_output("docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}' "
+                                "$(docker ps -q)").split())
+    proxies = [line.split() for line in host.check_output("ps -eo args | grep '^/usr/sbin/docker-proxy' || true")
+               .splitlines()]
+    return [p for p in proxies if p[p.index("-container-ip") + 1] not in ips]
+
+
+def test_c_two_plays_at_once_one_waits_never_both_half_done(host):
+    results = {}
+
+    def run(marker):
+        results[marker] = rollout_agent(marker)
+    threads = [threading.Thread(target=run, args=(m,)) for m in ("play-a", "play-b")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    outcomes = dict((m, (p.returncode, recap_changed(p.stdout))) for m, p in results.items())
+    for marker, proc in results.items():
+        if proc.returncode:
+            assert "lock" in proc.stdout, "a play that fails says it met the other one: %s" % proc.stdout[-3000:]
+    assert any(rc == 0 for rc, _changed in outcomes.values()), outcomes
+    # Whatever the interleaving: the running agent has the env file's settings, and the history is clean.
+    with_file = dict(line.split("=", 1) for line in
+                     host.check_output("cat /etc/llmstack/agent_service.env").splitlines() if "=" in line)
+    assert running_env(host, live_agent(host))["LLMSTACK_TEST_RUN"] == with_file["LLMSTACK_TEST_RUN"]
+    assert history(host)[0]["status"] == "succeeded"
+    assert not [d for d in history(host) if d["status"] in ("pending", "interrupted")]
+    assert int(host.check_output("docker ps -q --filter label=llmstack.service=agent_service | wc -l")) == 1
+    assert serving(host_ip()) is None
+
+
+def test_d_docker_killed_mid_rollout_a_rerun_converges_and_postgres_keeps_its_rows(host):
+    sql(host, "DROP TABLE IF EXISTS reliability_rows; CREATE TABLE reliability_rows AS SELECT generate_series(1, 1000) AS n")
+    offset = int(host.check_output("stat -c %%s %s" % DEPLOY_LOG))
+    result = {}
+
+    def run():
+        result["proc"] = rollout_agent("after-kill")
+    thread = threading.Thread(target=run)
+    thread.start()
+    killed_at = None
+    deadline = time.monotonic() + 120
+    while thread.is_alive() and time.monotonic() < deadline:
+        new = host.check_output("tail -c +%d %s" % (offset + 1, DEPLOY_LOG))
+        if "starting agent_service" in new:
+            pid = host.check_output("systemctl show -p MainPID --value docker").strip()
+            host.run_expect([0], "kill -9 %s" % pid)
+            killed_at = new.strip().splitlines()[-1]
+            break
+        time.sleep(0.1)
+    thread.join()
+    first = result["proc"]
+    assert killed_at, "the rollout never reached its new container: %s" % first.stdout[-3000:]
+    assert first.returncode != 0, "the kill landed after the rollout ended (at %r)" % killed_at
+    # systemd restarts dockerd (Restart=always); live-restore kept the containers running meanwhile.
+    deadline = time.monotonic() + 60
+    while host.run("docker info").rc != 0:
+        assert time.monotonic() < deadline, "dockerd did not come back"
+        time.sleep(1)
+    second = rollout_agent("after-kill")
+    assert second.returncode == 0, second.stdout[-4000:]
+    assert running_env(host, live_agent(host))["LLMSTACK_TEST_RUN"] == "after-kill"
+    assert history(host)[0]["status"] == "succeeded"
+    assert int(host.check_output("docker ps -q --filter label=llmstack.service=agent_service | wc -l")) == 1
+    # A dockerd killed while it started a container leaves that container's docker-proxy behind, holding the
+    # slot's port (the first run of this test found it); the rollout stops such a proxy and starts again.
+    assert stale_proxies(host) == []
+    assert sql(host, "SELECT count(*) FROM reliability_rows").strip() == "1000"
+    sql(host, "DROP TABLE reliability_rows")
+    wait_serving(host_ip(), 60)
+
+
+def test_e_a_host_reboot_brings_every_container_back_and_the_gateway_answers(host):
+    before = sorted(host.check_output("docker ps --format '{{.Names}}'").split())
+    # Stop the lab host as a shutdown does (systemd's halt signal), then start it: a reboot of the EC2 stand-in.
+    subprocess.run(["docker", "kill", "--signal=SIGRTMIN+3", HOST_CONTAINER], check=True, capture_output=True)
+    deadline = time.monotonic() + 60
+    while docker_state() == "running" and time.monotonic() < deadline:
+        time.sleep(1)
+    if docker_state() == "running":
+        subprocess.run(["docker", "stop", "-t", "10", HOST_CONTAINER], check=True, capture_output=True)
+    subprocess.run(["docker", "start", HOST_CONTAINER], check=True, capture_output=True)
+    wait_serving(host_ip(), 180)
+    assert sorted(host.check_output("docker ps --format '{{.Names}}'").split()) == before
+    assert live_agent(host) in before
+
+
+def docker_state():
+    return subprocess.run(["docker", "inspect", "-f", "{{.State.Status}}", HOST_CONTAINER], check=True,
+                          capture_output=True, text=True).stdout.strip()
