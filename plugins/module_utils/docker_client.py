@@ -19,6 +19,8 @@ import signal
 import time
 from contextlib import contextmanager
 
+from ansible.module_utils.basic import env_fallback
+
 from ansible_collections.llmstack.deploy.plugins.module_utils import spec as specs
 
 try:
@@ -34,6 +36,10 @@ except ImportError:
     SDK_ERRORS = ()
 
 DEFAULT_HOST = "unix:///var/run/docker.sock"
+# The Docker connection option of every module in the docker action group (doc fragment llmstack.deploy.docker).
+DOCKER_ARGUMENT_SPEC = dict(
+    docker_host=dict(type="str", fallback=(env_fallback, ["DOCKER_HOST"]), default=DEFAULT_HOST),
+)
 # moby registers its `gpu` device driver only if this hook is on the daemon's PATH.
 NVIDIA_HOOK = "nvidia-container-runtime-hook"
 DAEMON_PATH = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")

@@ -620,9 +620,9 @@ class Rollout:
             if not os.path.exists(path):
                 return None
             raise RolloutError("cannot read the switch file %s: %s" % (path, e))
-        for slot in SLOTS:
-            if content == "%s_%s" % (self.name, slot):
-                return slot
+        slot = specs.switched_slot(content, self.name)
+        if slot:
+            return slot
         raise RolloutError("the switch file %s says %r, not %s_blue or %s_green: fix or remove it (the gateway "
                            "reads it to pick the live slot)" % (path, content[:80], self.name, self.name))
 

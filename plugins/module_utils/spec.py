@@ -51,6 +51,14 @@ _GPU_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 PROTOCOLS = ("tcp", "udp", "sctp")
 
 
+def switched_slot(content, name):
+    """The slot a blue_green switch file's content names (`<name>_<slot>`, what the gateway reads), else None."""
+    for slot in SLOTS:
+        if content.strip() == "%s_%s" % (name, slot):
+            return slot
+    return None
+
+
 class SpecError(Exception):
     """Bad input: names the option and the offending entry; never an env value."""
 

@@ -206,10 +206,7 @@ def read_switch(path, name):
             content = f.read().strip()
     except (IOError, OSError):
         return None
-    for slot in specs.SLOTS:
-        if content == "%s_%s" % (name, slot):
-            return slot
-    return "?"
+    return specs.switched_slot(content, name) or "?"
 
 
 def container_name(summary):

@@ -43,6 +43,7 @@ author:
 extends_documentation_fragment:
   - llmstack.deploy.attributes
   - llmstack.deploy.attributes.actiongroup_docker
+  - llmstack.deploy.docker
 attributes:
   check_mode:
     support: full
@@ -331,10 +332,6 @@ options:
     description: Seconds to wait for another rollout of the same service to finish.
     type: int
     default: 600
-  docker_host:
-    description: Docker daemon URL. Defaults to E(DOCKER_HOST), else the local socket.
-    type: str
-    default: unix:///var/run/docker.sock
 requirements:
   - the docker Python SDK (python3-docker 5.x or docker 7.x) on the target host
 notes:
@@ -507,7 +504,7 @@ phases:
 import json
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
 from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, rollout, spec
 
@@ -581,7 +578,7 @@ def main():
             keep_images=dict(type="int", default=3),
             state_dir=dict(type="path", default="/var/lib/llmstack"),
             lock_timeout=dict(type="int", default=600),
-            docker_host=dict(type="str", fallback=(env_fallback, ["DOCKER_HOST"]), default=dc.DEFAULT_HOST),
+            **dc.DOCKER_ARGUMENT_SPEC
         ),
         required_if=[["state", "present", ["image"]], ["strategy", "blue_green", ["switch_file"]]],
         required_together=[["registry_username", "registry_password"]],

@@ -31,6 +31,7 @@ author:
 extends_documentation_fragment:
   - llmstack.deploy.attributes
   - llmstack.deploy.attributes.actiongroup_docker
+  - llmstack.deploy.docker
 attributes:
   check_mode:
     support: full
@@ -102,10 +103,6 @@ options:
     description: Where the host key (for the release id) and the lock live.
     type: path
     default: /var/lib/llmstack
-  docker_host:
-    description: Docker daemon URL. Defaults to E(DOCKER_HOST), else the local socket.
-    type: str
-    default: unix:///var/run/docker.sock
 notes:
   - Runs on the gateway host and needs the Docker SDK for Python there, like M(llmstack.deploy.container_rollout).
 """
@@ -151,7 +148,7 @@ import os
 import shutil
 import traceback
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
 from ansible_collections.llmstack.deploy.plugins.module_utils import envfile
@@ -265,7 +262,7 @@ def main():
             image=dict(type="str"),
             keep=dict(type="int", default=5),
             state_dir=dict(type="path", default="/var/lib/llmstack"),
-            docker_host=dict(type="str", fallback=(env_fallback, ["DOCKER_HOST"]), default=dc.DEFAULT_HOST),
+            **dc.DOCKER_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
     )

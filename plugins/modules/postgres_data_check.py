@@ -56,13 +56,10 @@ options:
     description: The container that runs the data today, compared with O(image) for RV(image_changes).
     type: str
     default: postgres
-  docker_host:
-    description: Docker daemon URL. Defaults to C(DOCKER_HOST), else the local socket.
-    type: str
-    default: unix:///var/run/docker.sock
 extends_documentation_fragment:
   - llmstack.deploy.attributes
   - llmstack.deploy.attributes.actiongroup_docker
+  - llmstack.deploy.docker
 attributes:
   check_mode:
     support: full
@@ -144,7 +141,7 @@ image_changes:
   type: bool
 """
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
 from ansible_collections.llmstack.deploy.plugins.module_utils import pgdata
 from ansible_collections.llmstack.deploy.plugins.module_utils import spec as specs
@@ -234,7 +231,7 @@ def main():
             registry_username=dict(type="str"),
             registry_password=dict(type="str", no_log=True),
             container=dict(type="str", default="postgres"),
-            docker_host=dict(type="str", fallback=(env_fallback, ["DOCKER_HOST"]), default=dc.DEFAULT_HOST),
+            **dc.DOCKER_ARGUMENT_SPEC
         ),
         required_together=[["registry_username", "registry_password"]],
         supports_check_mode=True,

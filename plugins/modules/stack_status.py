@@ -31,6 +31,7 @@ author:
 extends_documentation_fragment:
   - llmstack.deploy.attributes
   - llmstack.deploy.attributes.actiongroup_docker
+  - llmstack.deploy.docker
 attributes:
   check_mode:
     support: full
@@ -73,10 +74,6 @@ options:
     type: str
     choices: [auto, always, never]
     default: auto
-  docker_host:
-    description: Docker daemon URL. Defaults to E(DOCKER_HOST), else the local socket.
-    type: str
-    default: unix:///var/run/docker.sock
 notes:
   - Reading the histories and measuring volumes needs root on the host (C(become=true)).
 requirements:
@@ -208,7 +205,7 @@ lines:
     - "agent_service: last deploy #7 succeeded 2025-06-01T12:00:00Z, 1.4.2 sha256:6730589a4957, previous sha256:0f1e2d3c4b5a"
 """
 
-from ansible.module_utils.basic import AnsibleModule, env_fallback
+from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
 from ansible_collections.llmstack.deploy.plugins.module_utils import status
 
@@ -222,7 +219,7 @@ def main():
             backup_dir=dict(type="path", default="/var/backups/llmstack/postgres"),
             disk_usage=dict(type="bool", default=True),
             gpu=dict(type="str", choices=["auto", "always", "never"], default="auto"),
-            docker_host=dict(type="str", fallback=(env_fallback, ["DOCKER_HOST"]), default=dc.DEFAULT_HOST),
+            **dc.DOCKER_ARGUMENT_SPEC
         ),
         supports_check_mode=True,
     )

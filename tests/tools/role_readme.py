@@ -112,10 +112,10 @@ def type_of(option):
 
 
 def render(role_dir):
-    """(table lines, errors, warnings) for one role."""
+    """(table lines, errors) for one role."""
     specs = load_spec(role_dir)
     defaults = load_defaults(role_dir)
-    errors, warnings = [], []
+    errors = []
     listed = set()
     for entry, spec in specs.items():
         described = {}
@@ -148,7 +148,7 @@ def render(role_dir):
             default = ""
         lines.append(row(name, option, default))
         lines += suboption_rows(name, option, errors)
-    return lines, errors, warnings
+    return lines, errors
 
 
 def row(name, option, default):
@@ -211,7 +211,7 @@ def process(role_dir, write):
     """0 if the role's README is as generated (or was rewritten), 1 otherwise; messages on stdout/stderr."""
     role = os.path.basename(os.path.normpath(role_dir))
     try:
-        table, errors, warnings = render(role_dir)
+        table, errors = render(role_dir)
         path = os.path.join(role_dir, "README.md")
         with open(path, encoding="utf-8") as f:
             current = f.read()
@@ -219,8 +219,6 @@ def process(role_dir, write):
     except (RoleError, OSError, yaml.YAMLError) as e:
         print("%s: %s" % (role, e), file=sys.stderr)
         return 1
-    for warning in warnings:
-        print("%s: warning: %s" % (role, warning), file=sys.stderr)
     for error in errors:
         print("%s: %s" % (role, error), file=sys.stderr)
     if wanted == current:

@@ -5,6 +5,7 @@ import json
 import os
 import ssl
 import subprocess
+import sys
 import time
 
 HOST_CONTAINER = os.environ.get("LLMSTACK_TEST_HOST", "llmstack-molecule-app")
@@ -92,6 +93,11 @@ def live_agent(host):
     return names[0]
 
 
+def history(host, service="agent_service"):
+    """A service's deployment history as container_rollout keeps it on the host."""
+    return json.loads(host.check_output("cat /var/lib/llmstack/deployments/%s.json" % service))
+
+
 def snapshot(host):
     """What a refused run must leave as it was: every running container (id, start time, image), the env files,
     the gateway's current config release and the blue/green switch files."""
@@ -103,13 +109,18 @@ def snapshot(host):
     return {"containers": containers, "files": files}
 
 
-def playbook(name, *args, check=False):
-    """ansible-playbook <name> against the inventory molecule wrote, as an operator runs it."""
-    inventory = os.environ.get("LLMSTACK_TEST_INVENTORY") or os.environ["MOLECULE_INVENTORY_FILE"]
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_FORCE_COLOR="0")
-    proc = subprocess.run(["ansible-playbook", "-i", inventory, os.path.join(ROOT, "playbooks", name)] + list(args),
-                          env=env, capture_output=True, text=True, check=False)
+def playbook(name, *args, check=False, env=None):
+    """ansible-playbook <name> against the inventory molecule wrote (or LLMSTACK_TEST_INVENTORY), as an operator
+    runs it; env adds to the environment."""
+    inventory = os.environ.get("LLMSTACK_TEST_INVENTORY") or os.environ.get("MOLECULE_INVENTORY_FILE")
+    assert inventory, "no inventory: molecule sets MOLECULE_INVENTORY_FILE; elsewhere set LLMSTACK_TEST_INVENTORY"
+    binary = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
+    full_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+                    ANSIBLE_FORCE_COLOR="0")
+    full_env.update(env or {})
+    proc = subprocess.run([binary if os.path.exists(binary) else "ansible-playbook", "-i", os.path.abspath(inventory),
+                           os.path.join(ROOT, "playbooks", name)] + list(args),
+                          env=full_env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     if check:
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     return proc

@@ -11,8 +11,6 @@ import http.client
 import json
 import os
 import ssl
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -23,11 +21,9 @@ import boto3
 import pytest
 
 import stack
-from stack import ROOT, leaked, secret
+from stack import history, leaked, secret
 
 HOST = stack.HOST_CONTAINER
-INVENTORY = os.environ.get("LLMSTACK_TEST_INVENTORY") or os.environ.get("MOLECULE_INVENTORY_FILE")
-INVENTORY = os.path.abspath(INVENTORY) if INVENTORY else None
 STATE = "/var/lib/llmstack"
 # The lab pushes the agent service as 1.0.0 and 1.0.1: the same code under two version labels, so two digests
 # (a second tag of one image would have the same digest, and rolling out to it changes nothing).
@@ -44,14 +40,7 @@ def lab(name):
 
 def playbook(name, *args, env=None):
     """(rc, JSON result or None, stdout + stderr) of playbooks/<name> against the stack's inventory."""
-    assert INVENTORY, "no inventory: molecule sets MOLECULE_INVENTORY_FILE; elsewhere set LLMSTACK_TEST_INVENTORY"
-    binary = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
-    full_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-                    ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", **AWS)
-    full_env.update(env or {})
-    proc = subprocess.run([binary if os.path.exists(binary) else "ansible-playbook", "-i", INVENTORY,
-                           os.path.join(ROOT, "playbooks", name)] + list(args),
-                          env=full_env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    proc = stack.playbook(name, *args, env=dict(AWS, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", **(env or {})))
     try:
         data = json.loads(proc.stdout)
     except ValueError:
@@ -83,10 +72,6 @@ def changed_tasks(data, host=HOST):
 
 
 # --------------------------------------------------------------------------- the host
-
-def history(host, service="agent_service"):
-    return json.loads(host.check_output("cat %s/deployments/%s.json" % (STATE, service)))
-
 
 def current(host):
     """The agent service's current deployment (image with its tag, digest) as recorded on the host."""

@@ -12,11 +12,10 @@ import time
 import pytest
 import yaml
 
-from stack import (HOST_CONTAINER, LAB_DIR, ROOT, docker_json, host_ip, leaked, live_agent, playbook, serving,
-                   snapshot, sql, wait_serving)
+from stack import (HOST_CONTAINER, LAB_DIR, ROOT, docker_json, history, host_ip, leaked, live_agent, playbook,
+                   serving, snapshot, sql, wait_serving)
 
 DEPLOY_LOG = "/var/lib/llmstack/deployments/agent_service.log"
-HISTORY = "/var/lib/llmstack/deployments/agent_service.json"
 
 
 def agent_env(marker):
@@ -32,10 +31,6 @@ def rollout_agent(marker, *args, check=False):
 
 def running_env(host, name):
     return dict(kv.split("=", 1) for kv in docker_json(host, "inspect", name)[0]["Config"]["Env"])
-
-
-def history(host):
-    return json.loads(host.check_output("cat %s" % HISTORY))["deployments"]
 
 
 def recap_changed(output):
@@ -140,8 +135,8 @@ def test_c_two_plays_at_once_one_waits_never_both_half_done(host):
     with_file = dict(line.split("=", 1) for line in
                      host.check_output("cat /etc/llmstack/agent_service.env").splitlines() if "=" in line)
     assert running_env(host, live_agent(host))["LLMSTACK_TEST_RUN"] == with_file["LLMSTACK_TEST_RUN"]
-    assert history(host)[0]["status"] == "succeeded"
-    assert not [d for d in history(host) if d["status"] in ("pending", "interrupted")]
+    assert history(host)["deployments"][0]["status"] == "succeeded"
+    assert not [d for d in history(host)["deployments"] if d["status"] in ("pending", "interrupted")]
     assert int(host.check_output("docker ps -q --filter label=llmstack.service=agent_service | wc -l")) == 1
     assert serving(host_ip()) is None
 
@@ -177,7 +172,7 @@ def test_d_docker_killed_mid_rollout_a_rerun_converges_and_postgres_keeps_its_ro
     second = rollout_agent("after-kill")
     assert second.returncode == 0, second.stdout[-4000:]
     assert running_env(host, live_agent(host))["LLMSTACK_TEST_RUN"] == "after-kill"
-    assert history(host)[0]["status"] == "succeeded"
+    assert history(host)["deployments"][0]["status"] == "succeeded"
     assert int(host.check_output("docker ps -q --filter label=llmstack.service=agent_service | wc -l")) == 1
     # A dockerd killed while it started a container leaves that container's docker-proxy behind, holding the
     # slot's port (the first run of this test found it); the rollout stops such a proxy and starts again.
