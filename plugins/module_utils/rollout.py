@@ -23,16 +23,12 @@ __metaclass__ = type
 
 import json
 import os
-import re
 import time
-
-from ansible.module_utils.six.moves import http_client
-from ansible.module_utils.six.moves.urllib.error import HTTPError, URLError
-from ansible.module_utils.urls import open_url
 
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
 from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, gpu, state
 from ansible_collections.llmstack.deploy.plugins.module_utils import spec as specs
+from ansible_collections.llmstack.deploy.plugins.module_utils.probe import http_request, read_gauges
 
 SLOTS = specs.SLOTS
 
@@ -43,9 +39,6 @@ class RolloutError(Exception):
 
 # Failures whose message already says what happened and what to do; anything else is named by its type.
 EXPECTED = (RolloutError, dc.DockerError, specs.SpecError, state.StateError, envfile.EnvFileError, gpu.GpuError)
-# What a server that is still starting (vLLM loading a model) does to a connection: refuse it, or,
-# through Docker's port publishing, accept and then reset it.
-NOT_LISTENING = (ConnectionRefusedError, ConnectionResetError, http_client.RemoteDisconnected)
 
 
 def checkpoint(phase):
@@ -190,43 +183,6 @@ class Health:
         except (ValueError, AttributeError):
             pass
         return False, "POST /v1/completions: an answer with no choices"
-
-
-def http_request(method, url, data=None, headers=None, timeout=5.0):
-    """(status, body, None) or (None, None, what went wrong). A server that is not listening yet
-    is reported as still loading, not as a failure."""
-    try:
-        resp = open_url(url, method=method, data=data, headers=headers or {}, timeout=timeout)
-        try:
-            return resp.getcode(), resp.read(), None
-        finally:
-            resp.close()
-    except HTTPError as e:
-        return e.code, b"", None
-    except (URLError, OSError, ValueError, http_client.HTTPException) as e:
-        reason = getattr(e, "reason", e)
-        if isinstance(reason, NOT_LISTENING) or isinstance(e, NOT_LISTENING):
-            return None, None, "%s %s: not listening yet (still loading)" % (method, url)
-        return None, None, "%s %s: %s" % (method, url, reason)
-
-
-_GAUGE_RE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)")
-
-
-def read_gauges(url, names, timeout=5.0):
-    """The sum of the named gauges (every label set) on a Prometheus text endpoint; None if it can't be read."""
-    code, body, error = http_request("GET", url, timeout=timeout)
-    if error or code != 200:
-        return None
-    total = 0.0
-    for line in body.decode("utf-8", "replace").splitlines():
-        match = _GAUGE_RE.match(line)
-        if match and match.group(1) in names:
-            try:
-                total += float(match.group(3))
-            except ValueError:
-                pass
-    return int(total)
 
 
 # --------------------------------------------------------------------------- rollout

@@ -2,6 +2,7 @@
 task durations."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -77,3 +78,13 @@ def failed(data):
 
 def _seconds(stamp):
     return datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%S.%fZ").timestamp()
+
+
+def timings(out, name, what):
+    """(ok, changed, playbook seconds) from a run's PLAY RECAP and profile_tasks' running total."""
+    recap = re.search(re.escape(name) + r"\s*:\s*ok=(\d+)\s+changed=(\d+)", out)
+    totals = re.findall(r"\)\s+(\d+):(\d\d):(\d\d\.\d+)", out)  # profile_tasks: "(task time)   h:mm:ss.fff"
+    if not recap or not totals:
+        sys.exit("%s: no PLAY RECAP or profile_tasks line for %s:\n%s" % (what, name, out[-3000:]))
+    h, m, sec = totals[-1]
+    return int(recap.group(1)), int(recap.group(2)), int(h) * 3600 + int(m) * 60 + float(sec)

@@ -1,16 +1,22 @@
-"""Benchmark: the single-host stack (molecule scenario `default`), on a lab host that molecule created and
-prepared. It converges the host itself and leaves it converged for `molecule idempotence` and `verify`.
+"""Benchmark: the single-host stack (molecule scenario `default`: one GPU box, tag app+gpu), on a lab host that
+molecule created and prepared. It converges the host itself and leaves it converged for `molecule idempotence` and
+`verify`.
 
 Method (printed with the figures):
-(a) No-op converge: `molecule converge -s default` twice in a row. For each: the host's `changed` count
-    (PLAY RECAP), the playbook's own time (profile_tasks' running total) and the molecule command's wall
-    time. Ratio: second / first. Goal: changed=0 and a playbook time of at most 10 s.
-(b) Gateway overhead: a loader on the lab host's loopback sends small non-streamed completions
+(a) No-op converge: `molecule converge -s default` (site.yml through inventory_aws_ec2.yml, over SSH) twice in a
+    row. For each: the host's `changed` count (PLAY RECAP), the playbook's own time (profile_tasks' running total)
+    and the molecule command's wall time. Ratio: second / first.
+(b) The connection: the same no-op `ansible-playbook playbooks/site.yml` (the repo's ansible.cfg), 3 times over SSH
+    through inventory_aws_ec2.yml (pipelining, ControlPersist, host keys checked) and 3 times over the docker
+    connection (`docker exec` into the lab host, what the lab used before; a static inventory with the same host
+    name, groups, login user, sudo and group_vars), alternating, SSH first. Medians of the playbook time; ratio
+    SSH / docker. Goal: changed=0 and a playbook time of at most 10 s over SSH.
+(c) Gateway overhead: a loader on the lab host's loopback sends small non-streamed completions
     (max_tokens 1) over one keep-alive connection each way: through the gateway
     (https://127.0.0.1/llm_api/chat/completions) and direct to the stand-in
     (http://127.0.0.1:8000/v1/chat/completions), one request each way in turn, alternating which goes first,
     8 rounds a second (within the gateway's 10 r/s per key). p50/p99 of each and the differences. Goal: p50 overhead <= 1 ms.
-(c) First streamed chunk: the same loader, streamed completions, time from sending the request to the
+(d) First streamed chunk: the same loader, streamed completions, time from sending the request to the
     first `data:` line, each way in turn. Median of each and the difference. Goal: within 50 ms of direct.
 With BENCH_FIRST_CONVERGE_LOG set (./tests/run sets it), the first converge runs at -vvv and its whole output goes
 to that file, for the verify test that checks it holds no secret; its time then includes -vvv's extra output.
@@ -22,11 +28,16 @@ import re
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 
-from benchlib import ROOT, labenv
+import yaml
 
-HOST = "llmstack-molecule-app"
+from benchlib import ROOT, labenv, timings
+
+import fleet  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
+
+RUNS = int(os.environ.get("BENCH_CONNECTION_RUNS", "3"))
 REQUESTS = int(os.environ.get("BENCH_GATEWAY_REQUESTS", "200"))
 STREAMS = int(os.environ.get("BENCH_STREAMS", "50"))
 
@@ -79,6 +90,36 @@ print(json.dumps(out))
 '''
 
 
+def the_host(lab):
+    """The scenario's one instance: container, inventory name, address."""
+    return fleet.Fleet(lab, "default").hosts()[0]
+
+
+def docker_inventory(lab, host, folder):
+    """The same host over the docker connection: a static inventory with its name, groups and address, and the
+    lab's group_vars (login user ubuntu, sudo)."""
+    entry = {"ansible_connection": "community.docker.docker", "ansible_host": host["container"],
+             "llmstack_private_address": host["address"]}
+    with open(os.path.join(folder, "hosts.yml"), "w") as f:
+        yaml.safe_dump({"all": {"children": {"llmstack_app": {"hosts": {host["inventory_name"]: entry}},
+                                             "llmstack_gpu": {"hosts": {host["inventory_name"]: None}}}}}, f)
+    os.symlink(os.path.join(ROOT, "tests", "lab", "inventory", "group_vars"), os.path.join(folder, "group_vars"))
+    return folder
+
+
+def site(inventory, name):
+    """One site.yml run as an operator starts it: (changed, playbook seconds)."""
+    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
+               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
+    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
+                           os.path.join(ROOT, "playbooks", "site.yml")], cwd=ROOT, env=env, capture_output=True,
+                          text=True, check=False)
+    if proc.returncode:
+        sys.exit("site.yml -i %s failed:\n%s" % (inventory, (proc.stdout + proc.stderr)[-4000:]))
+    _ok, changed, seconds = timings(proc.stdout, name, "site.yml -i " + inventory)
+    return changed, seconds
+
+
 def molecule(step, lab, log=None):
     env = dict(os.environ, **lab)
     env.update(NO_COLOR="1", ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
@@ -92,13 +133,8 @@ def molecule(step, lab, log=None):
             f.write(out)
     if proc.returncode:
         sys.exit("molecule %s failed (rc=%d):\n%s" % (step, proc.returncode, out[-4000:]))
-    recap = re.search(re.escape(HOST) + r"\s*:\s*ok=(\d+)\s+changed=(\d+)", out)
-    totals = re.findall(r"\)\s+(\d+):(\d\d):(\d\d\.\d+)", out)  # profile_tasks: "(task time)   h:mm:ss.fff"
-    if not recap or not totals:
-        sys.exit("molecule %s: no PLAY RECAP or profile_tasks line for %s:\n%s" % (step, HOST, out[-3000:]))
-    h, m, s = totals[-1]
-    return {"ok": int(recap.group(1)), "changed": int(recap.group(2)),
-            "playbook": int(h) * 3600 + int(m) * 60 + float(s), "wall": wall}
+    ok, changed, seconds = timings(out, the_host(lab)["inventory_name"], "molecule " + step)
+    return {"ok": ok, "changed": changed, "playbook": seconds, "wall": wall}
 
 
 def secret(lab, name):
@@ -107,11 +143,12 @@ def secret(lab, name):
 
 
 def load(lab):
-    subprocess.run(["docker", "exec", "-i", HOST, "sh", "-c", "cat > /tmp/llmstack-bench-loader.py"],
+    container = the_host(lab)["container"]
+    subprocess.run(["docker", "exec", "-i", container, "sh", "-c", "cat > /tmp/llmstack-bench-loader.py"],
                    input=LOADER, text=True, check=True)
     cfg = {"model": "lab/echo", "requests": REQUESTS, "streams": STREAMS,
            "keys": {"gateway": secret(lab, "api_key_ci"), "direct": secret(lab, "vllm_api_key")}}
-    proc = subprocess.run(["docker", "exec", "-i", HOST, "python3", "/tmp/llmstack-bench-loader.py"],
+    proc = subprocess.run(["docker", "exec", "-i", container, "python3", "/tmp/llmstack-bench-loader.py"],
                           input=json.dumps(cfg), capture_output=True, text=True, check=False)
     if proc.returncode:
         sys.exit("loader failed: %s" % (proc.stderr[-2000:] or proc.stdout[-2000:]))
@@ -128,25 +165,43 @@ def main():
     print(__doc__.split("Not a test", maxsplit=1)[0].rstrip())
     first = molecule("converge", lab, log=os.environ.get("BENCH_FIRST_CONVERGE_LOG"))
     second = molecule("converge", lab)
-    print("\n(a) no-op converge of the whole stack (%s)" % HOST)
+    host = the_host(lab)
+    print("\n(a) no-op converge of the whole stack (%s, %s)" % (host["inventory_name"], host["container"]))
     for name, r in (("first", first), ("second", second)):
         print("  %-6s changed=%-3d ok=%-3d playbook %6.1f s   molecule wall %6.1f s"
               % (name, r["changed"], r["ok"], r["playbook"], r["wall"]))
-    print("  ratio second/first: playbook %.2f, wall %.2f; goal changed=0 and <= 10 s: %s"
-          % (second["playbook"] / first["playbook"], second["wall"] / first["wall"],
-             "met" if second["changed"] == 0 and second["playbook"] <= 10 else "NOT met"))
+    print("  ratio second/first: playbook %.2f, wall %.2f"
+          % (second["playbook"] / first["playbook"], second["wall"] / first["wall"]))
+
+    ssh_inventory = os.path.join(ROOT, "tests", "lab", "inventory")
+    runs = {"ssh": [], "docker": []}
+    with tempfile.TemporaryDirectory() as folder:
+        inventories = {"ssh": ssh_inventory, "docker": docker_inventory(lab, host, folder)}
+        for _round in range(RUNS):
+            for kind in ("ssh", "docker"):
+                runs[kind].append(site(inventories[kind], host["inventory_name"]))
+    print("\n(b) no-op site.yml, %d runs each way, alternating" % RUNS)
+    medians = {}
+    for kind, label in (("ssh", "SSH (inventory_aws_ec2.yml)"), ("docker", "docker exec (static inventory)")):
+        medians[kind] = statistics.median(t for _c, t in runs[kind])
+        print("  %-31s playbook %s s   median %5.1f s   changed %s" % (
+            label, " ".join("%5.1f" % t for _c, t in runs[kind]), medians[kind],
+            sorted(set(c for c, _t in runs[kind]))))
+    unchanged = all(c == 0 for kind in runs for c, _t in runs[kind]) and second["changed"] == 0
+    print("  ratio SSH / docker: %.2f; goal changed=0 and <= 10 s over SSH: %s" % (
+        medians["ssh"] / medians["docker"], "met" if unchanged and medians["ssh"] <= 10 else "NOT met"))
 
     times = load(lab)
     ms = {mode: {kind: [t * 1000 for t in v] for kind, v in kinds.items()} for mode, kinds in times.items()}
     plain, stream = ms["plain"], ms["stream"]
-    print("\n(b) small non-streamed completion, %d each way, loopback, keep-alive" % len(plain["direct"]))
+    print("\n(c) small non-streamed completion, %d each way, loopback, keep-alive" % len(plain["direct"]))
     for q in (50, 99):
         d, g = pct(plain["direct"], q), pct(plain["gateway"], q)
         print("  p%d  direct %7.2f ms   gateway %7.2f ms   overhead %+6.2f ms (ratio %.3f)" % (q, d, g, g - d, g / d))
     overhead = pct(plain["gateway"], 50) - pct(plain["direct"], 50)
     print("  goal p50 overhead <= 1 ms: %s" % ("met" if overhead <= 1 else "NOT met"))
     d, g = statistics.median(stream["direct"]), statistics.median(stream["gateway"])
-    print("\n(c) first streamed chunk, %d each way: median direct %.2f ms, gateway %.2f ms, difference %+.2f ms "
+    print("\n(d) first streamed chunk, %d each way: median direct %.2f ms, gateway %.2f ms, difference %+.2f ms "
           "(ratio %.3f); goal within 50 ms: %s" % (len(stream["direct"]), d, g, g - d, g / d,
                                                    "met" if g - d <= 50 else "NOT met"))
 

@@ -18,12 +18,14 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+import fleet  # noqa: E402  pylint: disable=wrong-import-position
+import labenv  # noqa: E402  pylint: disable=wrong-import-position
 from llm_load import LlmLoad  # noqa: E402  pylint: disable=wrong-import-position
 
 
 def gateway():
-    return subprocess.run(["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", "llmstack-split-app"],
-                          check=True, capture_output=True, text=True).stdout.strip()
+    """The app host's address (its instance's private IP)."""
+    return next(h["address"] for h in fleet.Fleet(labenv.read(), "split").hosts() if h["role"] == "app")
 
 
 def key():

@@ -38,17 +38,6 @@ KNOWN_WARNINGS = (
 )
 
 
-def plain(value):
-    """ansible-inventory --list marks inventory values unsafe ({"__ansible_unsafe": "..."}): unwrap them."""
-    if isinstance(value, dict):
-        if list(value) == ["__ansible_unsafe"]:
-            return value["__ansible_unsafe"]
-        return dict((k, plain(v)) for k, v in value.items())
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
-
-
 class Account:
     """A fresh moto account: an EC2 client for it, and the environment ansible-inventory reads."""
 
@@ -92,7 +81,7 @@ class Account:
         res = subprocess.run([os.path.join(BIN, "ansible-inventory"), "-i", str(path), "--list"] + list(args),
                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert res.returncode == 0, res.stderr
-        return plain(json.loads(res.stdout)), res.stderr
+        return labenv.plain(json.loads(res.stdout)), res.stderr
 
 
 def hosts(listing, group):
@@ -122,7 +111,10 @@ def fleet(account):
     return {
         "gpu": [account.launch(asg), account.launch(asg)],
         "app": [account.launch(role("app"))],
+        # One GPU box with the whole stack.
+        "box": [account.launch(role("app+gpu"))],
         "left_out": {
+            "a role value the file does not list": account.launch(role("gpu+app")),
             "stopped": account.launch(role("gpu"), stopped=True),
             "other project": account.launch(dict(role("gpu"), **{"llmstack:project": "other"})),
             "other environment": account.launch(dict(role("app"), **{"llmstack:environment": "staging"})),
@@ -139,13 +131,21 @@ def listing(account, fleet, tmp_path_factory):
 
 def test_roles_land_in_their_groups(fleet, listing):
     out, _stderr = listing
-    assert hosts(out, "llmstack_gpu") == set("gpu-" + i["InstanceId"] for i in fleet["gpu"])
-    assert hosts(out, "llmstack_app") == set("app-" + i["InstanceId"] for i in fleet["app"])
+    box = set("app+gpu-" + i["InstanceId"] for i in fleet["box"])
+    assert hosts(out, "llmstack_gpu") == set("gpu-" + i["InstanceId"] for i in fleet["gpu"]) | box
+    assert hosts(out, "llmstack_app") == set("app-" + i["InstanceId"] for i in fleet["app"]) | box
+
+
+def test_one_gpu_box_is_in_both_groups_and_no_other(fleet, listing):
+    out, _stderr = listing
+    name = "app+gpu-" + fleet["box"][0]["InstanceId"]
+    member_of = sorted(g for g, v in out.items() if g != "_meta" and name in v.get("hosts", []))
+    assert member_of == ["aws_ec2", "llmstack_app", "llmstack_gpu"]  # no group of its own (llmstack_app_gpu)
 
 
 def test_ansible_host_is_the_private_ip(fleet, listing):
     out, _stderr = listing
-    for instance in fleet["gpu"] + fleet["app"]:
+    for instance in fleet["gpu"] + fleet["app"] + fleet["box"]:
         name = "%s-%s" % (_role_of(instance), instance["InstanceId"])
         assert instance["PrivateIpAddress"] != instance.get("PublicIpAddress")
         assert hostvars(out)[name]["ansible_host"] == instance["PrivateIpAddress"]
@@ -161,7 +161,7 @@ def _role_of(instance):
 def test_only_running_instances_of_this_project_and_environment(fleet, listing):
     out, _stderr = listing
     listed = set(hostvars(out))
-    assert len(listed) == 3
+    assert len(listed) == 4
     for why, instance in fleet["left_out"].items():
         assert not [h for h in listed if instance["InstanceId"] in h], "%s instance listed" % why
     assert fleet["left_out"]["stopped"]["State"]["Name"] in ("stopping", "stopped")
@@ -169,7 +169,7 @@ def test_only_running_instances_of_this_project_and_environment(fleet, listing):
 
 def test_hostnames_unique_for_the_same_role(fleet, listing):
     out, _stderr = listing
-    gpu = sorted(hosts(out, "llmstack_gpu"))
+    gpu = sorted(h for h in hosts(out, "llmstack_gpu") if not h.startswith("app+gpu-"))
     assert len(gpu) == 2 and gpu[0] != gpu[1]
     assert all(re.match(r"^gpu-i-[0-9a-f]+$", h) for h in gpu), gpu
 

@@ -9,6 +9,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 LAB_ENV = os.path.join(os.environ.get("LLMSTACK_LAB_DIR", "/var/lib/llmstack-lab"), "lab.env")
 # moto accepts any credentials; real AWS takes them from boto3's normal chain.
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+# The same, as boto3 client arguments.
+AWS_CLIENT = {"region_name": AWS_ENV["AWS_DEFAULT_REGION"], "aws_access_key_id": AWS_ENV["AWS_ACCESS_KEY_ID"],
+              "aws_secret_access_key": AWS_ENV["AWS_SECRET_ACCESS_KEY"]}
 
 
 class LabNotUp(Exception):
@@ -23,6 +26,17 @@ def read(path=LAB_ENV):
                          check=True, capture_output=True, text=True, env={"PATH": os.environ["PATH"]}).stdout
     env = dict(item.split("=", 1) for item in out.split("\0") if "=" in item)
     return dict((k, v) for k, v in env.items() if k.startswith("LAB_"))
+
+
+def plain(value):
+    """ansible-inventory --list marks inventory values unsafe ({"__ansible_unsafe": "..."}): unwrap them."""
+    if isinstance(value, dict):
+        if list(value) == ["__ansible_unsafe"]:
+            return value["__ansible_unsafe"]
+        return dict((k, plain(v)) for k, v in value.items())
+    if isinstance(value, list):
+        return [plain(v) for v in value]
+    return value
 
 
 def playbook_command(path, args=(), env=None, callback="ansible.posix.json"):
@@ -43,8 +57,7 @@ def free_port():
 
 def ssm_client(lab):
     import boto3
-    return boto3.client("ssm", endpoint_url=lab["LAB_MOTO_URL"], region_name=AWS_ENV["AWS_DEFAULT_REGION"],
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client("ssm", endpoint_url=lab["LAB_MOTO_URL"], **AWS_CLIENT)
 
 
 APP_VERSIONS = {"v1": "ok", "v2": "ok", "v3": "unhealthy", "v4": "crash", "v5": "ok"}

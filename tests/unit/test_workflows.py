@@ -131,7 +131,8 @@ def test_ci_runs_the_project_commands(workflows):
 
 def test_deploy_job_shape(workflows):
     """build pushes ghcr.io/<owner>/agent-service:<version>; deploy needs it, runs in `production`, one at a
-    time without cancelling, writes the tag to SSM and runs the rollout play with the key from a file."""
+    time without cancelling, writes the tag to SSM, trusts the hosts' recorded host keys and runs the rollout play
+    with the key from a file."""
     deploy = workflows["deploy.yml"]
     assert deploy["env"]["IMAGE_NAME"] == "ghcr.io/${{ github.repository_owner }}/agent-service"
     build, job = deploy["jobs"]["build"], deploy["jobs"]["deploy"]
@@ -150,11 +151,13 @@ def test_deploy_job_shape(workflows):
     assert job["env"]["LLMSTACK_SSM_PREFIX"].startswith("/llmstack/")
     assert '--value "$VERSION"' in ssm[0]
     play = [s for s in scripts if "ansible-playbook" in s]
-    assert len(play) == 1
+    # First the hosts' recorded SSH host keys into known_hosts (host key checking stays on), then the rollout.
+    assert len(play) == 2 and "-i inventory_aws_ec2.yml playbooks/known_hosts.yml" in play[0]
+    assert '-e llmstack_inventory_address="$LLMSTACK_INVENTORY_ADDRESS"' in play[0]
     for part in ("-i inventory_aws_ec2.yml playbooks/rollout.yml", "-e service=agent_service",
                  '-e image_tag="$VERSION"', '-e llmstack_ssm_prefix="$LLMSTACK_SSM_PREFIX"',
                  '--private-key "$RUNNER_TEMP/ssh/deploy_key"'):
-        assert part in play[0], part
+        assert part in play[1], part
     key_steps = [s for _j, s in steps(deploy) if "secrets.DEPLOY_SSH_KEY" in str(s.get("env"))]
     assert len(key_steps) == 1 and "chmod 600" in key_steps[0]["run"]
     assert "$RUNNER_TEMP/ssh/deploy_key" in key_steps[0]["run"]

@@ -1,5 +1,6 @@
-"""What the verify tests of the single-host stack share: the lab host, its secrets, requests from outside the
-host, the operator's playbooks against molecule's inventory, and a snapshot of what must stay untouched."""
+"""What the verify tests of the single-host stack share: the lab host (an EC2 instance of the lab, reached over SSH),
+its secrets, requests from outside the host, the operator's playbooks against the EC2 inventory, and a snapshot of
+what must stay untouched."""
 import http.client
 import json
 import os
@@ -8,10 +9,27 @@ import subprocess
 import sys
 import time
 
-HOST_CONTAINER = os.environ.get("LLMSTACK_TEST_HOST", "llmstack-molecule-app")
-LAB_DIR = os.environ.get("LAB_DIR", "/var/lib/llmstack-lab")
-SECRETS = os.path.join(LAB_DIR, "stack")
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+import fleet  # noqa: E402  pylint: disable=wrong-import-position
+import labenv  # noqa: E402  pylint: disable=wrong-import-position
+
+LAB = labenv.read()
+LAB_DIR = LAB["LAB_DIR"]
+SECRETS = os.path.join(LAB_DIR, "stack")
+# The scenario's one host (LLMSTACK_TEST_SCENARIO=demo: the demo's): its container, instance and inventory name.
+SCENARIO = os.environ.get("LLMSTACK_TEST_SCENARIO", "default")
+_HOSTS = fleet.Fleet(LAB, SCENARIO).hosts()
+assert len(_HOSTS) == 1, "lab scenario %s: want one running instance, found %s" % (SCENARIO, _HOSTS)
+HOST_CONTAINER = _HOSTS[0]["container"]
+INVENTORY_NAME = _HOSTS[0]["inventory_name"]
+# The operators' inventory: inventory_aws_ec2.yml (a link) and the lab's group_vars.
+INVENTORY = os.environ.get("LLMSTACK_TEST_INVENTORY", os.path.join(ROOT, "tests", "lab", "inventory"))
+
+
+def ssh():
+    """The host as testinfra sees it: over SSH as the plays reach it."""
+    return fleet.ssh_host(LAB, host_ip())
 
 
 def secret(name):
@@ -26,7 +44,7 @@ def seeded_secrets():
     for number, line in enumerate(secret("tls.key").splitlines()):
         if not line.startswith("-----"):
             values["tls.key line %d" % number] = line
-    values["registry password"] = os.environ["LAB_REGISTRY_PASSWORD"]
+    values["registry password"] = LAB["LAB_REGISTRY_PASSWORD"]
     return values
 
 
@@ -36,9 +54,8 @@ def leaked(text):
 
 
 def host_ip():
-    out = subprocess.run(["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
-                          HOST_CONTAINER], check=True, capture_output=True, text=True).stdout
-    return out.split()[0]
+    """The host's address: its instance's private IP (what inventory_aws_ec2.yml connects to)."""
+    return _HOSTS[0]["address"]
 
 
 def request(ip, method, path, body=None, key=None, tls=True, port=None, timeout=30):
@@ -110,20 +127,51 @@ def snapshot(host):
 
 
 def playbook(name, *args, check=False, env=None):
-    """ansible-playbook <name> against the inventory molecule wrote (or LLMSTACK_TEST_INVENTORY), as an operator
-    runs it; env adds to the environment."""
-    inventory = os.environ.get("LLMSTACK_TEST_INVENTORY") or os.environ.get("MOLECULE_INVENTORY_FILE")
-    assert inventory, "no inventory: molecule sets MOLECULE_INVENTORY_FILE; elsewhere set LLMSTACK_TEST_INVENTORY"
+    """ansible-playbook playbooks/<name> -i <the EC2 inventory> as an operator runs it (over SSH, the repo's
+    ansible.cfg, AWS reached through the environment lab.env exports); env adds to the environment."""
     binary = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
     full_env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
                     ANSIBLE_FORCE_COLOR="0")
     full_env.update(env or {})
-    proc = subprocess.run([binary if os.path.exists(binary) else "ansible-playbook", "-i", os.path.abspath(inventory),
+    proc = subprocess.run([binary if os.path.exists(binary) else "ansible-playbook", "-i", INVENTORY,
                            os.path.join(ROOT, "playbooks", name)] + list(args),
                           env=full_env, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     if check:
         assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     return proc
+
+
+def json_playbook(name, *args, env=None):
+    """(rc, JSON result or None, stdout + stderr) of playbook(), with the JSON callback."""
+    proc = playbook(name, *args, env=dict(env or {}, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
+    try:
+        data = json.loads(proc.stdout)
+    except ValueError:
+        data = None
+    return proc.returncode, data, proc.stdout + proc.stderr
+
+
+def tasks(data, host=INVENTORY_NAME):
+    """[(task name, result)] of one host, in the order they ran; a role's tasks without the `role : ` prefix."""
+    return [(t["task"]["name"].split(" : ", 1)[-1], t["hosts"][host])
+            for p in data["plays"] for t in p["tasks"] if host in t["hosts"]]
+
+
+def result(data, name, host=INVENTORY_NAME):
+    found = [r for n, r in tasks(data, host) if n == name]
+    assert len(found) == 1, "%s: %s" % (name, [n for n, _r in tasks(data, host)])
+    return found[0]
+
+
+def failure(data, host=INVENTORY_NAME):
+    """The message of the task that failed on host."""
+    failed = [r for _n, r in tasks(data, host) if r.get("failed")]
+    assert failed, "nothing failed on %s" % host
+    return failed[0].get("msg", "")
+
+
+def changed_tasks(data, host=INVENTORY_NAME):
+    return [n for n, r in tasks(data, host) if r.get("changed")]
 
 
 def sql(host, query):

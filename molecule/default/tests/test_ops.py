@@ -2,10 +2,8 @@
 run with ansible-playbook as an operator would, against the real host (its Docker engine, the lab registry, moto).
 
 The stack is left at the agent service tag the converge deployed (other verify tests run after these).
-Another host and inventory (the demo's, say) with LLMSTACK_TEST_HOST and LLMSTACK_TEST_INVENTORY:
-  LLMSTACK_TEST_HOST=llmstack-demo-app LLMSTACK_TEST_INVENTORY=tests/lab/inventory/demo.yml \
-    python -m pytest molecule/default/tests/test_ops.py --hosts=docker://llmstack-demo-app
-(from the repo root, with lab.env loaded and ANSIBLE_CONFIG pointing at the repo's ansible.cfg)."""
+Against the demo's host instead: LLMSTACK_TEST_SCENARIO=demo python -m pytest molecule/default/tests/test_ops.py
+(from the repo root, with lab.env loaded)."""
 import contextlib
 import http.client
 import json
@@ -21,9 +19,8 @@ import boto3
 import pytest
 
 import stack
-from stack import history, leaked, secret
+from stack import changed_tasks, failure, history, json_playbook as playbook, leaked, result, secret, tasks
 
-HOST = stack.HOST_CONTAINER
 STATE = "/var/lib/llmstack"
 # The lab pushes the agent service as 1.0.0 and 1.0.1: the same code under two version labels, so two digests
 # (a second tag of one image would have the same digest, and rolling out to it changes nothing).
@@ -36,39 +33,6 @@ def lab(name):
     value = os.environ.get(name)
     assert value, "%s is not set: load the lab's lab.env (tests/lab/up prints its path)" % name
     return value
-
-
-def playbook(name, *args, env=None):
-    """(rc, JSON result or None, stdout + stderr) of playbooks/<name> against the stack's inventory."""
-    proc = stack.playbook(name, *args, env=dict(AWS, ANSIBLE_STDOUT_CALLBACK="ansible.posix.json", **(env or {})))
-    try:
-        data = json.loads(proc.stdout)
-    except ValueError:
-        data = None
-    return proc.returncode, data, proc.stdout + proc.stderr
-
-
-def tasks(data, host=HOST):
-    """[(task name, result)] of one host, in the order they ran; a role's tasks without the `role : ` prefix."""
-    return [(t["task"]["name"].split(" : ", 1)[-1], t["hosts"][host])
-            for p in data["plays"] for t in p["tasks"] if host in t["hosts"]]
-
-
-def result(data, name, host=HOST):
-    found = [r for n, r in tasks(data, host) if n == name]
-    assert len(found) == 1, "%s: %s" % (name, [n for n, _r in tasks(data, host)])
-    return found[0]
-
-
-def failure(data, host=HOST):
-    """The message of the task that failed on host."""
-    failed = [r for _n, r in tasks(data, host) if r.get("failed")]
-    assert failed, "nothing failed on %s" % host
-    return failed[0].get("msg", "")
-
-
-def changed_tasks(data, host=HOST):
-    return [n for n, r in tasks(data, host) if r.get("changed")]
 
 
 # --------------------------------------------------------------------------- the host
@@ -191,8 +155,16 @@ def test_a_missing_or_unknown_service_fails_before_anything_is_touched(host, pla
 
 
 def test_a_missing_tag_names_the_ssm_parameter(host):
-    rc, data, _out = playbook("rollout.yml", "-e", "service=agent_service",
-                              "-e", "llmstack_controller_endpoint_url=" + lab("LAB_MOTO_URL"))
+    ssm = boto3.client("ssm", endpoint_url=lab("LAB_MOTO_URL"), region_name=AWS["AWS_DEFAULT_REGION"],
+                       aws_access_key_id="testing", aws_secret_access_key="testing")
+    name = "/llmstack/lab/agent_service/image_tag"
+    seeded = ssm.get_parameter(Name=name)["Parameter"]["Value"]
+    ssm.delete_parameter(Name=name)  # as before CI's first release
+    try:
+        rc, data, _out = playbook("rollout.yml", "-e", "service=agent_service",
+                                  "-e", "llmstack_controller_endpoint_url=" + lab("LAB_MOTO_URL"))
+    finally:
+        ssm.put_parameter(Name=name, Value=seeded, Type="String")
     assert rc != 0
     assert failure(data) == ("no image tag for agent_service: image_tag is not set and SSM has no "
                              "/llmstack/lab/agent_service/image_tag (the CI deploy job writes it); pass -e image_tag=<tag>")
@@ -248,7 +220,7 @@ def test_rollout_status_and_rollback(host, host_ip, tags, restore_tag):  # pylin
     # status.yml: tag, digest, health and the last deploy record; changed=0 (also in check mode); no secret.
     rc, data, out = playbook("status.yml", "--check")
     assert rc == 0, out[-3000:]
-    assert data["stats"][HOST]["changed"] == 0
+    assert data["stats"][stack.INVENTORY_NAME]["changed"] == 0
     lines = result(data, "Show it")["msg"]
     short_new, short_old = new_digest[:19], old_digest[:19]
     assert ("agent_service: tag %s, digest %s, deployed %s (#%d, blue_green, slot %s)"

@@ -1,6 +1,7 @@
 """Verify the split topology molecule converged: one app host (gateway) and two GPU hosts (vLLM stand-in
-on the NVIDIA Container Toolkit stand-in), on one lab network. Requests go from this machine to the
-gateway over TLS, as a client on the network would send them."""
+on the NVIDIA Container Toolkit stand-in), EC2 instances of the lab on one network, reached over SSH as the
+plays reach them. Requests go from this machine to the gateway over TLS, as a client on the network would
+send them."""
 import json
 import os
 import subprocess
@@ -11,20 +12,18 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+import fleet  # noqa: E402  pylint: disable=wrong-import-position
+import labenv  # noqa: E402  pylint: disable=wrong-import-position
 from llm_load import LlmLoad  # noqa: E402  pylint: disable=wrong-import-position
 
+LAB = labenv.read()
+HOSTS = dict((h["container"], h) for h in fleet.Fleet(LAB, "split").hosts())
 APP = "llmstack-split-app"
-
-
-def address(name):
-    """A lab host's address on the lab's bridge (what split.yml learns from its facts)."""
-    return subprocess.run(["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}", name], check=True,
-                          capture_output=True, text=True).stdout.strip()
-
-
-GPUS = dict((name, address(name)) for name in ("llmstack-split-gpu1", "llmstack-split-gpu2"))
-GATEWAY = address(APP)
-SECRETS = os.path.join(os.environ.get("LAB_DIR", "/var/lib/llmstack-lab"), "stack")
+# GPU host -> its private address (what the inventory gives as llmstack_private_address).
+GPUS = dict((name, h["address"]) for name, h in sorted(HOSTS.items()) if h["role"] == "gpu")
+GATEWAY = HOSTS[APP]["address"]
+SECRETS = os.path.join(LAB["LAB_DIR"], "stack")
+_SSH = {}
 
 
 def secret(name):
@@ -33,8 +32,13 @@ def secret(name):
 
 
 def sh(host, script, check=True):
-    return subprocess.run(["docker", "exec", host, "sh", "-c", script], capture_output=True, text=True,
-                          check=check).stdout
+    """A shell script on a lab host, as root, over SSH as the plays reach it; its stdout."""
+    if host not in _SSH:
+        _SSH[host] = fleet.ssh_host(LAB, HOSTS[host]["address"])
+    done = _SSH[host].run(script)
+    if check:
+        assert done.rc == 0, "%s: %s: %s" % (host, script, done.stderr[-1000:])
+    return done.stdout
 
 
 def upstreams_since(mark):
@@ -49,6 +53,18 @@ def upstreams_since(mark):
         if entry.get("path", "").startswith("/v1/") or entry.get("path", "").startswith("/llm_api/"):
             found.append(entry["upstream"])
     return found
+
+
+def health(on, address):
+    """The HTTP status of vLLM's /health at address, asked from the lab host `on` ("000": no connection)."""
+    return sh(on, "curl -s -o /dev/null -w '%%{http_code}' --max-time 3 http://%s:8000/health" % address, check=False)
+
+
+def wait_vllm(on, address, timeout=30):
+    deadline = time.monotonic() + timeout
+    while health(on, address) != "200":
+        assert time.monotonic() < deadline, "vLLM at %s did not answer %s within %ds" % (address, on, timeout)
+        time.sleep(0.5)
 
 
 def log_mark():
@@ -142,10 +158,7 @@ def test_a_stopped_gpu_host_is_skipped_within_the_passive_health_window():
         assert len(alone) >= len(used) - 2, used
     finally:
         sh(host, "docker start vllm")
-    deadline = time.monotonic() + 30
-    while sh(host, "curl -s -o /dev/null -w '%%{http_code}' http://%s:8000/health" % address, check=False) != "200":
-        assert time.monotonic() < deadline
-        time.sleep(0.5)
+    wait_vllm(host, address)
 
 
 @pytest.mark.parametrize("host", sorted(GPUS))
@@ -164,7 +177,7 @@ def test_a_leftover_process_on_the_gpu_stops_the_update_before_anything_is_touch
     pid = sh(host, "setsid sleep 300 >/dev/null 2>&1 & echo $!").strip()
     sh(host, "echo 0 > /run/nvidia-standin/holders/%s" % pid)
     try:
-        out = converge("--tags", "vllm", "--limit", host, "-e", new_vllm_env(), rc=2)
+        out = converge("--tags", "vllm", "--limit", HOSTS[host]["inventory_name"], "-e", new_vllm_env(), rc=2)
         assert "pid %s (GPU 0" % pid in out and "hold the GPUs vllm would use" in out, out[-2000:]
         after = container(host, "vllm")
         assert (after["Id"], after["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])
@@ -172,5 +185,25 @@ def test_a_leftover_process_on_the_gpu_stops_the_update_before_anything_is_touch
     finally:
         sh(host, "kill %s; rm -f /run/nvidia-standin/holders/%s" % (pid, pid), check=False)
     # Once the process is gone, the same update goes through.
-    converge("--tags", "vllm", "--limit", host, "-e", new_vllm_env())
+    converge("--tags", "vllm", "--limit", HOSTS[host]["inventory_name"], "-e", new_vllm_env())
     assert container(host, "vllm")["Id"] != before["Id"]
+
+
+def test_each_gpu_hosts_vllm_answers_the_app_host():
+    for host, address in GPUS.items():
+        assert health(APP, address) == "200", host
+
+
+def test_the_converge_fails_naming_a_gpu_host_that_does_not_answer_through_the_gateway():
+    """One GPU host down: /llm_api/ still answers (the gateway skips it), but the converge's check asks each
+    server through the gateway and must fail, naming that server."""
+    host, address = "llmstack-split-gpu2", GPUS["llmstack-split-gpu2"]
+    sh(host, "docker stop -t 0 vllm")
+    try:
+        out = converge("--tags", "gateway", "-e", "nginx_gateway_check_timeout=3", rc=2)
+        assert "route /llm_api/ (upstream llm, server %s:8000) answered" % address in out, out[-3000:]
+        assert "server %s:8000) answered" % GPUS["llmstack-split-gpu1"] not in out
+    finally:
+        sh(host, "docker start vllm")
+    wait_vllm(APP, address)
+    converge("--tags", "gateway")

@@ -11,7 +11,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from ansible_collections.llmstack.deploy.plugins.module_utils import rollout
+from ansible_collections.llmstack.deploy.plugins.module_utils import probe, rollout
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 STANDIN = os.path.join(ROOT, "tests", "images", "vllm-standin", "vllm_standin.py")
@@ -104,7 +104,7 @@ def test_gauges_count_requests_in_flight(server):
     s = server("--max-num-seqs", "1", delay_ms=400)
     wait_listening(s.base)
     gauges = ["vllm:num_requests_running", "vllm:num_requests_waiting"]
-    assert rollout.read_gauges(s.base + "/metrics", gauges) == 0
+    assert probe.read_gauges(s.base + "/metrics", gauges) == 0
 
     # Two slow completions at once: one runs, one waits; both count.
     def complete():
@@ -116,8 +116,8 @@ def test_gauges_count_requests_in_flight(server):
     for t in threads:
         t.start()
     time.sleep(0.5)
-    assert rollout.read_gauges(s.base + "/metrics", gauges) == 2
+    assert probe.read_gauges(s.base + "/metrics", gauges) == 2
     for t in threads:
         t.join()
-    assert rollout.read_gauges(s.base + "/metrics", gauges) == 0
-    assert rollout.read_gauges("http://127.0.0.1:%d/metrics" % free_port(), gauges) is None
+    assert probe.read_gauges(s.base + "/metrics", gauges) == 0
+    assert probe.read_gauges("http://127.0.0.1:%d/metrics" % free_port(), gauges) is None
