@@ -10,7 +10,8 @@ import sys
 import boto3
 
 import stack
-import labenv  # noqa: E402  pylint: disable=wrong-import-order  (tests/lab: stack puts it on the path)
+# tests/lab, which stack puts on the path.
+import labenv  # noqa: E402  pylint: disable=wrong-import-order
 from stack import INVENTORY, INVENTORY_NAME, LAB, ROOT, docker_json, host_ip, json_playbook, leaked, request, secret
 from stack import result, tasks, wait_serving
 
