@@ -4,6 +4,7 @@ host, puts the NVIDIA Container Toolkit before vLLM, keeps vLLM on 127.0.0.1 alt
 private address, and ends by proving every route through the gateway."""
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -37,18 +38,22 @@ def test_the_inventory_is_the_gpu_box_in_both_groups_and_nothing_else():
 
 
 def ping(*args, env=None):
-    return subprocess.run([os.path.join(BIN, "ansible"), "-i", INVENTORY, "llmstack_app", "-m", "ansible.builtin.ping",
+    """`ansible <the host> -m ping -vvv`: (rc, stdout and stderr without colours)."""
+    proc = subprocess.run([os.path.join(BIN, "ansible"), "-i", INVENTORY, INVENTORY_NAME, "-m", "ansible.builtin.ping",
                            "-vvv"] + list(args), env=dict(ENV, **(env or {})), cwd=ROOT, capture_output=True,
                           text=True, check=False)
+    return proc.returncode, re.sub(r"\x1b\[[0-9;]*m", "", proc.stdout + proc.stderr)
 
 
 def test_ssh_is_as_in_production_pipelined_persistent_and_host_keys_checked(tmp_path):
-    proc = ping(env={"ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp")})
-    assert proc.returncode == 0, proc.stdout[-2000:]
-    exec_line = [line for line in proc.stdout.splitlines() if "SSH: EXEC ssh" in line][0]
+    rc, out = ping(env={"ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp")})
+    assert rc == 0 and "%s | SUCCESS" % INVENTORY_NAME in out, out[-3000:]
+    exec_lines = [line for line in out.splitlines() if "SSH: EXEC ssh" in line]
+    assert exec_lines, out[-3000:]
+    exec_line = exec_lines[0]
     assert "ControlPersist=300s" in exec_line and "StrictHostKeyChecking=yes" in exec_line
     assert "StrictHostKeyChecking=no" not in exec_line
-    assert "ubuntu" in exec_line and "PUT " not in proc.stdout  # pipelined: no module file copied over
+    assert "ubuntu" in exec_line and "PUT " not in out  # pipelined: no module file copied over
     # Another key for the host's address: the connection is refused, not trusted on first use.
     with open(os.path.join(LAB["LAB_DIR"], "ssh", "known_hosts")) as f:
         real = f.read()
@@ -57,8 +62,8 @@ def test_ssh_is_as_in_production_pipelined_persistent_and_host_keys_checked(tmp_
     other = (tmp_path / "other.pub").read_text().split()
     (tmp_path / "known_hosts").write_text("%s %s %s\n" % (host_ip(), other[0], other[1]))
     args = "-o UserKnownHostsFile=%s -o StrictHostKeyChecking=yes" % (tmp_path / "known_hosts")
-    proc = ping("-e", "ansible_ssh_common_args='%s'" % args, env={"ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp2")})
-    assert proc.returncode != 0 and "Host key verification failed" in proc.stdout + proc.stderr, proc.stdout[-2000:]
+    rc, out = ping("-e", "ansible_ssh_common_args='%s'" % args, env={"ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "cp2")})
+    assert rc != 0 and "Host key verification failed" in out, out[-3000:]
 
 
 def test_one_gpu_box_gets_the_toolkit_before_vllm_and_vllm_its_gpus(host):
