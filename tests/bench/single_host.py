@@ -33,7 +33,7 @@ import time
 
 import yaml
 
-from benchlib import ROOT, labenv, timings
+from benchlib import ROOT, labenv, profiled, timings
 
 import fleet  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
 
@@ -109,14 +109,8 @@ def docker_inventory(lab, host, folder):
 
 def site(inventory, name):
     """One site.yml run as an operator starts it: (changed, playbook seconds)."""
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
-    proc = subprocess.run([os.path.join(os.path.dirname(sys.executable), "ansible-playbook"), "-i", inventory,
-                           os.path.join(ROOT, "playbooks", "site.yml")], cwd=ROOT, env=env, capture_output=True,
-                          text=True, check=False)
-    if proc.returncode:
-        sys.exit("site.yml -i %s failed:\n%s" % (inventory, (proc.stdout + proc.stderr)[-4000:]))
-    _ok, changed, seconds = timings(proc.stdout, name, "site.yml -i " + inventory)
+    out = profiled(os.path.join(ROOT, "playbooks", "site.yml"), "-i", inventory)
+    _ok, changed, seconds = timings(out, name, "site.yml -i " + inventory)
     return changed, seconds
 
 

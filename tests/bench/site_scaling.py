@@ -16,27 +16,19 @@ Not a test: it prints figures and exits 0 unless a run fails or changes somethin
 import json
 import os
 import statistics
-import subprocess
 import sys
 
-from benchlib import ROOT, labenv, timings
+from benchlib import ROOT, labenv, profiled, timings
 
 import fleet  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
 
 ROUNDS = int(os.environ.get("BENCH_SCALING_ROUNDS", "2"))
 HOSTS = ["llmstack-split-app=app"] + ["llmstack-split-gpu%d=gpu" % n for n in (1, 2, 3, 4)]
 INVENTORY = os.path.join(ROOT, "tests", "lab", "inventory")
-BIN = os.path.dirname(sys.executable)
 
 
 def playbook(path, *args):
-    env = dict(os.environ, ANSIBLE_CONFIG=os.path.join(ROOT, "ansible.cfg"), ANSIBLE_NOCOLOR="1",
-               ANSIBLE_CALLBACKS_ENABLED="ansible.posix.profile_tasks")
-    proc = subprocess.run([os.path.join(BIN, "ansible-playbook"), "-i", INVENTORY, path] + list(args), cwd=ROOT,
-                          env=env, capture_output=True, text=True, check=False)
-    if proc.returncode:
-        sys.exit("%s %s failed:\n%s" % (path, " ".join(args), (proc.stdout + proc.stderr)[-4000:]))
-    return proc.stdout
+    return profiled(path, "-i", INVENTORY, *args)
 
 
 def no_op(limit):
