@@ -77,6 +77,7 @@ BAD_INPUT = {
         [os.environ.get("LAB_REGISTRY_FROM_HOSTS", "")]),
     # argument_specs, before the role touches anything (the whole play: the type check is per role).
     "an invalid variable type": (["-e", json.dumps({"vllm_port": "eighty"})], ["vllm_port"]),
+    "an invalid check port": (["-e", json.dumps({"nginx_gateway_check_port": "eighty"})], ["nginx_gateway_check_port"]),
     # 127.0.0.1:8000 is vLLM's: the slot the rollout would start cannot have it (see port_in_use).
     "a port in use": (None, ["127.0.0.1:8000", "already in use"]),
 }
