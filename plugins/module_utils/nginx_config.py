@@ -47,11 +47,17 @@ def check_file_name(name):
     return name
 
 
+def regex_literal(value):
+    """A safe value as a PCRE literal: each non-alphanumeric character as a one-character class ([.], [+]), which
+    needs no backslash (nginx's quoted strings would have to keep it) and is literal whatever the character."""
+    return "".join(c if c.isalnum() else "[%s]" % c for c in value)
+
+
 def render_secret_file(spec, read=envfile.read):
     """{file, env_file, line, keys?} -> (file name, content, keys used, their values (for redaction)).
 
-    `line` is formatted once per key with {key} and {value}; `keys` limits and orders the keys
-    (default: every key of the env file, sorted)."""
+    `line` is formatted once per key with {key}, {value} and {value_re} (the value as a regex literal);
+    `keys` limits and orders the keys (default: every key of the env file, sorted)."""
     name = check_file_name(spec["file"])
     data, _st = read(spec["env_file"])
     if data is None:
@@ -69,7 +75,7 @@ def render_secret_file(spec, read=envfile.read):
             raise ConfigError("secret_files: %s: the value of %s in %s has characters outside "
                               "[A-Za-z0-9._~+/=-]; use a token such as `openssl rand -hex 32`"
                               % (name, key, spec["env_file"]))
-        lines.append(spec["line"].format(key=key, value=values[key]))
+        lines.append(spec["line"].format(key=key, value=values[key], value_re=regex_literal(values[key])))
     return name, ("\n".join(lines) + "\n").encode("utf-8"), list(keys), [values[k] for k in keys]
 
 

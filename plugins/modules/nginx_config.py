@@ -71,7 +71,9 @@ options:
         type: path
         required: true
       line:
-        description: The line for each key, with C({key}) and C({value}), for example C("Bearer {value}" "{key}";).
+        description:
+          - The line for each key, with C({key}), C({value}), and C({value_re}) (the value as a regex literal, each
+            non-alphanumeric character in brackets), for example C("~^Bearer {value_re}$" "{key}";).
         type: str
         required: true
       keys:
@@ -116,7 +118,7 @@ EXAMPLES = r"""
     secret_files:
       - file: api_keys.map
         env_file: /etc/llmstack/nginx_gateway.api_keys.env
-        line: '"Bearer {value}" "{key}";'
+        line: '"~^Bearer {value_re}$" "{key}";'
     container: nginx_gateway
     image: docker.io/library/nginx:1.27.3
 """

@@ -1,7 +1,8 @@
 """The postgres role on a lab host (systemd + its own Docker), with SSM on moto and the lab's postgres image.
 
-One host for the whole module: the tests run in order and build on each other (converge, backup,
-restore, retention, image change, a published port, a data/major mismatch)."""
+One host for the whole module: the tests run in order and build on each other (converge, the password
+in a file only, backup, restore, retention, a new password, an upgrade from a password in the env file,
+image change, a published port, a data/major mismatch)."""
 import json
 import os
 import shutil
@@ -18,6 +19,8 @@ from helpers import running_lab_host
 
 ROOT = labenv.ROOT
 ENV_FILE = "/etc/llmstack/postgres.env"
+PASSWORD_FILE = "/etc/llmstack/postgres/password"
+PASSWORD_MOUNT = "/run/secrets/postgres_password"
 BACKUP_DIR = "/var/backups/llmstack/postgres"
 DB_USER, DB_NAME = "llm", "agent"
 
@@ -76,6 +79,19 @@ class Host:
     def container(self, name="postgres"):
         out = self.sh("docker inspect %s" % name, check=False)
         return json.loads(out.stdout)[0] if out.returncode == 0 else None
+
+    def psql_tcp(self, password, query="select current_user"):
+        """psql from another container on the stack's network, over TCP to the alias postgres, as the agent
+        service connects: a password is checked there (scram-sha-256), unlike on the local socket."""
+        image = self.container()["Image"]
+        return subprocess.run(["docker", "exec", "-e", "PGPASSWORD=" + password, self.name, "docker", "run", "--rm",
+                               "--network", "llmstack", "-e", "PGPASSWORD", "--entrypoint", "psql", image,
+                               "-h", "postgres", "-U", DB_USER, "-d", DB_NAME, "-tAc", query],
+                              capture_output=True, text=True, check=False)
+
+    def ssm_password(self):
+        return labenv.ssm_client(self.lab).get_parameter(
+            Name="%s/postgres/postgres_password" % self.prefix, WithDecryption=True)["Parameter"]["Value"]
 
     def backups(self):
         return sorted(self.sh("ls -1 %s" % BACKUP_DIR).stdout.split())
@@ -188,7 +204,10 @@ def test_converge_then_nothing_changes(host, converged, ssm_prefix):
 
     stat = host.sh("stat -c '%a %U %G' " + ENV_FILE).stdout.split()
     assert stat == ["600", "root", "root"]
-    assert host.sh("grep -v '^#' %s | cut -d= -f1" % ENV_FILE).stdout.split() == ["POSTGRES_DB", "POSTGRES_PASSWORD", "POSTGRES_USER"]
+    assert host.sh("grep -v '^#' %s | cut -d= -f1" % ENV_FILE).stdout.split() == [
+        "POSTGRES_DB", "POSTGRES_PASSWORD", "POSTGRES_PASSWORD_FILE", "POSTGRES_USER"]
+    assert host.sh("grep '^POSTGRES_PASSWORD' %s" % ENV_FILE).stdout.split() == [
+        "POSTGRES_PASSWORD=", "POSTGRES_PASSWORD_FILE=" + PASSWORD_MOUNT], "the env file holds no password"
     assert ssm_prefix[1] not in first.output + again.output + check.output
     assert host.sh("stat -c '%a %U' " + BACKUP_DIR).stdout.split() == ["700", "root"]
     assert host.sh("systemctl is-active llmstack-postgres-backup.timer").stdout.strip() == "active"
@@ -197,6 +216,36 @@ def test_converge_then_nothing_changes(host, converged, ssm_prefix):
     # From outside the host (this machine) nothing listens on 5432; inside, the stack's network reaches it.
     assert connect(host.ip()) == "ConnectionRefusedError"
     assert host.sql("select 1") == "1"
+
+
+def test_password_only_in_a_file(host, converged, ssm_prefix):
+    password = ssm_prefix[1]
+    container = host.container()
+    env = dict(e.split("=", 1) for e in container["Config"]["Env"])
+    assert env.get("POSTGRES_PASSWORD") == "", "the container's env has no password"
+    assert env["POSTGRES_PASSWORD_FILE"] == PASSWORD_MOUNT
+    assert password not in json.dumps(container), "docker inspect shows no password anywhere"
+    # Nor does a shell that docker exec opens in the container (it gets Config.Env).
+    assert host.sh("docker exec postgres sh -c 'printf %s \"$POSTGRES_PASSWORD\"'").stdout == ""
+
+    # The file on the host: 0600 root in a 0700 folder, the value from SSM as it is.
+    assert host.sh("stat -c '%a %U %G' " + PASSWORD_FILE).stdout.split() == ["600", "root", "root"]
+    assert host.sh("stat -c '%a %U %G' " + os.path.dirname(PASSWORD_FILE)).stdout.split() == ["700", "root", "root"]
+    assert host.sh("cat " + PASSWORD_FILE).stdout == password
+    # Mounted read-only, a file the container's root can read and its postgres user can't.
+    mount = dict((m["Destination"], m) for m in container["Mounts"])[PASSWORD_MOUNT]
+    assert (mount["Type"], mount["Source"], mount["RW"]) == ("bind", PASSWORD_FILE, False), mount
+    assert host.sh("docker exec postgres sh -c 'echo x > %s' 2>&1" % PASSWORD_MOUNT, check=False).returncode != 0
+    assert host.sh("docker exec -u postgres postgres cat %s" % PASSWORD_MOUNT, check=False).returncode != 0
+    # Its keyed checksum, not the password, is what makes a new password a new container.
+    checksum = container["Config"]["Labels"]["postgres.password-checksum"]
+    assert len(checksum) == 64 and password not in checksum
+
+    # The database took the password from the file: over TCP it is checked, and only it gets in.
+    ok = host.psql_tcp(password)
+    assert ok.returncode == 0 and ok.stdout.strip() == DB_USER, ok.stderr
+    wrong = host.psql_tcp(password + "x")
+    assert wrong.returncode != 0 and "password authentication failed" in wrong.stderr, wrong.stderr
 
 
 def test_restore_refuses_without_a_backup(host, converged):
@@ -244,6 +293,108 @@ def test_timer_service_backs_up_and_prunes_old_backups(host, converged):
     log = host.sh("journalctl -u llmstack-postgres-backup.service --no-pager").stdout
     assert "deleted (older than 7 days): %s/postgres-20000101T000000Z.dump" % BACKUP_DIR in log, log
     host.sh("rm -f %s/postgres-20000102T000000Z.dump" % BACKUP_DIR)
+
+
+def test_a_new_password_recreates_the_container(host, converged, ssm_prefix):
+    """Rotation as the README says: ALTER ROLE, then SSM, then converge."""
+    old_password, new_password = ssm_prefix[1], "pw-%s" % uuid.uuid4().hex
+    before = host.container()
+    host.sql("alter role %s password '%s'" % (DB_USER, new_password))
+    labenv.ssm_client(host.lab).put_parameter(Name="%s/postgres/postgres_password" % host.prefix, Value=new_password,
+                                              Type="SecureString", Overwrite=True)
+
+    check = host.converge(args=["--check", "--diff"])
+    assert check.rc == 0, check.output
+    assert set(check.changed_tasks()) == {"llmstack.deploy.postgres : Write the postgres password from SSM to its file",
+                                          "llmstack.deploy.postgres : Roll out the postgres container"}
+    assert host.container()["Id"] == before["Id"] and host.sh("cat " + PASSWORD_FILE).stdout == old_password
+    assert old_password not in check.output and new_password not in check.output
+
+    res = host.converge()
+    assert res.rc == 0, res.output
+    assert set(res.changed_tasks()) == {"llmstack.deploy.postgres : Write the postgres password from SSM to its file",
+                                        "llmstack.deploy.postgres : Roll out the postgres container"}
+    assert new_password not in res.output
+    after = host.container()
+    assert after["Id"] != before["Id"], "a new password file is a new container"
+    assert (after["Config"]["Labels"]["postgres.password-checksum"]
+            != before["Config"]["Labels"]["postgres.password-checksum"])
+    assert host.sh("cat " + PASSWORD_FILE).stdout == new_password
+    assert host.psql_tcp(new_password).returncode == 0
+    assert host.psql_tcp(old_password).returncode != 0
+    assert host.sql("select count(*) from notes") == "500"
+
+    again = host.converge()
+    assert again.rc == 0, again.output
+    assert again.changed == 0, again.changed_tasks()
+    assert host.container()["Id"] == after["Id"]
+    # The backup reads the new container's password file.
+    res = host.backup()
+    assert res.rc == 0, res.output
+
+
+def test_upgrade_from_a_password_in_the_env_file(host, converged):
+    """A host the role set up before it had a password file: the password in postgres.env and in the
+    container's env. One converge moves it to the file and recreates the container once; data and
+    password stay."""
+    password = host.ssm_password()
+    old_play = os.path.join(host.workdir, "old_role.yml")
+    with open(old_play, "w") as f:
+        json.dump([{
+            "name": "What the postgres role did before", "hosts": "llmstack_app", "gather_facts": False,
+            "environment": {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+            "module_defaults": {"group/llmstack.deploy.aws": {
+                "region": "us-east-1", "endpoint_url": host.lab["LAB_MOTO_URL_FROM_HOSTS"]}},
+            "tasks": [
+                {"name": "No password file yet", "ansible.builtin.file": {"path": os.path.dirname(PASSWORD_FILE),
+                                                                        "state": "absent"}},
+                {"name": "The env file with the password", "llmstack.deploy.ssm_env_file": {
+                    "path": ENV_FILE, "paths": ["{{ llmstack_ssm_prefix }}/postgres"],
+                    "required_keys": ["POSTGRES_PASSWORD"], "owner": "root", "group": "root", "mode": "0600"}},
+                {"name": "The container with the password in its env", "llmstack.deploy.container_rollout": {
+                    "name": "postgres", "image": "{{ postgres_image }}",
+                    "registry_username": "{{ postgres_registry_username }}",
+                    "registry_password": "{{ postgres_registry_password }}",
+                    "strategy": "recreate", "env_files": [ENV_FILE],
+                    "networks": [{"name": "llmstack", "aliases": ["postgres"]}],
+                    "volumes": ["postgres_data:/var/lib/postgresql/data"], "shm_size": "256m",
+                    "stop_timeout": 60, "health_timeout": 120,
+                    "healthcheck": {"kind": "exec", "command": ["pg_isready", "-h", "127.0.0.1"], "interval": 1}}},
+            ],
+        }], f)
+    res = host.playbook(old_play)
+    assert res.rc == 0, res.output
+    old = host.container()
+    assert "POSTGRES_PASSWORD=" + password in old["Config"]["Env"], "the old way, as the issue says"
+    rows = host.sql("select count(*) from notes")
+
+    check = host.converge(args=["--check", "--diff"])
+    assert check.rc == 0, check.output
+    assert "llmstack.deploy.postgres : Say that a new env or password file means a new container (check mode)" \
+        in check.changed_tasks()
+    assert password not in check.output
+    assert host.container()["Id"] == old["Id"], "check mode changes nothing"
+    assert host.sh("grep -c '^POSTGRES_PASSWORD=.' " + ENV_FILE).stdout.strip() == "1"
+    assert host.sh("test -e " + PASSWORD_FILE, check=False).returncode != 0
+
+    res = host.converge()
+    assert res.rc == 0, res.output
+    assert password not in res.output
+    new = host.container()
+    assert new["Id"] != old["Id"]
+    assert password not in json.dumps(new)
+    assert dict(e.split("=", 1) for e in new["Config"]["Env"])["POSTGRES_PASSWORD_FILE"] == PASSWORD_MOUNT
+    assert host.sh("grep '^POSTGRES_PASSWORD=' " + ENV_FILE).stdout.strip() == "POSTGRES_PASSWORD="
+    assert host.sh("stat -c '%a %U %G' " + PASSWORD_FILE).stdout.split() == ["600", "root", "root"]
+    # The cluster was there: no new init, same rows, same password.
+    assert "Skipping initialization" in host.sh("docker logs postgres 2>&1").stdout
+    assert host.sql("select count(*) from notes") == rows
+    assert host.psql_tcp(password).returncode == 0
+
+    again = host.converge()
+    assert again.rc == 0, again.output
+    assert again.changed == 0, again.changed_tasks()
+    assert host.container()["Id"] == new["Id"], "recreated once"
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,8 @@ llmstack:ssh-host-key once they have booted. inventory_aws_ec2.yml then finds th
   python tests/lab/fleet.py terminate <scenario>
   python tests/lab/fleet.py hosts <scenario>          (JSON: container, instance, inventory name, address)
 
-<role> is the tag's value: app, gpu or app+gpu. --decoys adds two instances that must never be deployed: a
+<role> is the tag's value: app, gpu or app+gpu. Every scenario also gets a client host (llmstack-<scenario>-client):
+a machine on the network that is no instance of the stack, for requests from outside. --decoys adds two instances that must never be deployed: a
 stopped one and one of another environment (their addresses are in the subnet, but nothing answers there).
 Launching again is a no-op for a host that runs and whose instance matches it (address, host key).
 """
@@ -145,6 +146,17 @@ class Fleet:
                 raise SystemExit("lab host %s has no SSH host key or sshd" % name)
             time.sleep(0.5)
 
+    def client(self):
+        """The scenario's client host: a machine on the lab network outside the stack (no instance, nothing deployed),
+        where the verify tests reach the gateway from as an outsider would. The host image, without its systemd."""
+        name = "llmstack-%s-client" % self.scenario
+        if docker("inspect", "-f", "{{.State.Running}}", name, check=False) != "true":
+            docker("rm", "-f", name, check=False)
+            docker("run", "-d", "--name", name, "--hostname", name, "--label", "llmstack-lab=1",
+                   "--label", "%s=%s" % (SCENARIO_TAG, self.scenario), "--entrypoint", "sleep",
+                   self.lab["LAB_HOST_IMAGE"], "infinity")
+        return name
+
     @staticmethod
     def address(name):
         return docker("inspect", "-f", "{{.NetworkSettings.IPAddress}}", name)
@@ -181,6 +193,7 @@ class Fleet:
                 instance = self.run_instance(name, "app", str(network.broadcast_address - 2 - number), tags)
                 if stop:
                     self.ec2.stop_instances(InstanceIds=[instance["InstanceId"]])
+        self.client()
         gone = [i["InstanceId"] for i in existing.values()]
         if gone:  # instances of this scenario whose host is no longer asked for
             self.ec2.terminate_instances(InstanceIds=gone)

@@ -55,7 +55,7 @@ def test_the_gateway_serves_the_certificate_from_ssm_and_the_key_is_0600(host, h
 
 
 def test_http_redirects_to_https_but_healthz_answers(host_ip):
-    _c, resp = request(host_ip, "GET", "/llm_api/models", tls=False)
+    _c, resp = request(host_ip, "GET", "/", tls=False)
     assert resp.status == 301 and resp.getheader("Location").startswith("https://")
     _c, resp = request(host_ip, "GET", "/healthz", tls=False)
     assert resp.status == 200

@@ -58,7 +58,7 @@ def host_ip():
 def agent_version(host_ip):
     conn = http.client.HTTPSConnection(host_ip, 443, timeout=10, context=ssl._create_unverified_context())
     try:
-        conn.request("GET", "/agent/version", headers={"Authorization": "Bearer " + secret("api_key_ci")})
+        conn.request("GET", "/agent/health", headers={"Authorization": "Bearer " + secret("api_key_ci")})
         resp = conn.getresponse()
         return resp.status, resp.read()
     finally:

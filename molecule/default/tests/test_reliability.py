@@ -78,6 +78,10 @@ BAD_INPUT = {
     # argument_specs, before the role touches anything (the whole play: the type check is per role).
     "an invalid variable type": (["-e", json.dumps({"vllm_port": "eighty"})], ["vllm_port"]),
     "an invalid check port": (["-e", json.dumps({"nginx_gateway_check_port": "eighty"})], ["nginx_gateway_check_port"]),
+    # llmstack.deploy.gateway_routes, before the gateway role writes anything.
+    "a route without an allow-list": (
+        ["-e", json.dumps({"nginx_gateway_routes": [{"path": "/agent/", "upstream": "agent_service"}]})],
+        ["nginx_gateway_routes[0] (/agent/): allow is missing"]),
     # 127.0.0.1:8000 is vLLM's: the slot the rollout would start cannot have it (see port_in_use).
     "a port in use": (None, ["127.0.0.1:8000", "already in use"]),
 }
@@ -93,8 +97,9 @@ def test_b_bad_input_is_a_clear_error_and_changes_nothing(host, case):
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output[-3000:]
     failed = output[output.find("fatal:"):output.rfind("PLAY RECAP")]
+    flat = " ".join(failed.split())  # the callback wraps long messages
     for needle in named:
-        assert needle in failed, "the error names %r:\n%s" % (needle, failed[-3000:])
+        assert needle in flat, "the error names %r:\n%s" % (needle, failed[-3000:])
     assert leaked(output) == [] and "not-the-password-0123" not in output
     assert recap_changed(output) == 0, output[-2000:]
     assert snapshot(host) == before, "same containers (id, start time, image), env files, switch, gateway config"

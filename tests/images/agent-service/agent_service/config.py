@@ -14,6 +14,7 @@ class Settings:
     llm_timeout: float       # seconds to wait for the LLM (whole answer, or between streamed chunks)
     session_max_age_days: float  # sessions not updated for this long are deleted
     app_version: str
+    client_header: str       # the header the gateway puts the client's name in
 
 
 def load() -> Settings:
@@ -25,4 +26,5 @@ def load() -> Settings:
         llm_timeout=float(os.environ.get("LLM_TIMEOUT_SECONDS", "120")),
         session_max_age_days=float(os.environ.get("SESSION_MAX_AGE_DAYS", "30")),
         app_version=os.environ.get("APP_VERSION", "dev"),
+        client_header=os.environ.get("CLIENT_HEADER", "X-Llmstack-Client"),
     )

@@ -1,12 +1,14 @@
 """HTTP API of the agent service.
 
-  GET  /health          200 {"status": "ok"} when the database answers, else 503
+  GET  /health          200 {"status": "ok", "version"} when the database answers, else 503
   GET  /version         {"version": APP_VERSION}
-  POST /chat            {"session_id"?, "message", "stream"?} -> {"session_id", "reply"} or SSE
+  POST /chat            {"session_id"?, "message", "stream"?} -> {"session_id", "reply", "client"} or SSE
   GET  /sessions/{id}   the stored messages of a session
   POST /admin/cleanup   delete sessions idle for SESSION_MAX_AGE_DAYS now -> {"deleted": n}
 
 A weekly job does the same cleanup. Nothing here logs the LLM key or the database password.
+The client is who the gateway says it is: its name in CLIENT_HEADER (the gateway replaces any copy a client
+sends). The gateway never forwards a client's Authorization header; one that arrives is logged (not its value).
 """
 import json
 import logging
@@ -14,7 +16,7 @@ import uuid
 from typing import Optional
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from fastapi import FastAPI, HTTPException
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -67,7 +69,7 @@ def health():
     except Exception as e:  # any failure means "not ready"; the type is enough for the log
         log.warning("health: database check failed: %s", type(e).__name__)
         return JSONResponse({"status": "unavailable"}, status_code=503)
-    return {"status": "ok"}
+    return {"status": "ok", "version": settings.app_version}
 
 
 @app.get("/version")
@@ -75,8 +77,16 @@ def version():
     return {"version": settings.app_version}
 
 
+def client_of(request: Request) -> str:
+    if "authorization" in request.headers:
+        log.warning("%s %s: the request carries an Authorization header (the gateway should strip it)",
+                    request.method, request.url.path)
+    return request.headers.get(settings.client_header, "")
+
+
 @app.post("/chat")
-async def chat(req: ChatRequest):
+async def chat(req: ChatRequest, request: Request):
+    client = client_of(request)
     try:
         history = await run_in_threadpool(db.history, engine, req.session_id)
     except db.SessionNotFound:
@@ -94,7 +104,7 @@ async def chat(req: ChatRequest):
         log.warning("chat %s: %s", session_id, e)
         raise HTTPException(502, "the language model is unavailable")
     await run_in_threadpool(db.save_turn, engine, session_id, req.message, reply)
-    return {"session_id": str(session_id), "reply": reply}
+    return {"session_id": str(session_id), "reply": reply, "client": client}
 
 
 def sse(obj) -> str:

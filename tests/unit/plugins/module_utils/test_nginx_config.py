@@ -94,3 +94,19 @@ def test_diff_shows_plain_files_and_hides_secret_ones(tmp_path):
     text = ngx.diff(root, "r1", {"nginx.conf": b"listen 8080;\n", "api_keys.map": b"new-secret\n"}, {"api_keys.map"})
     assert "-listen 80;" in text and "+listen 8080;" in text
     assert "secret file changed" in text and "old-secret" not in text and "new-secret" not in text
+
+
+def test_value_re_renders_a_key_as_a_regex_literal_that_matches_only_itself(tmp_path):
+    import re
+    path = str(tmp_path / "k.env")
+    with open(path, "w") as f:
+        f.write("ALICE=aB.c+d/e=~-_9\n")
+    _name, content, _keys, _values = ngx.render_secret_file(
+        {"file": "api_keys.map", "env_file": path, "line": '"~^Bearer {value_re}$" "{key}";'})
+    line = content.decode().strip()
+    assert "\\" not in line
+    regex = line.split('"')[1][1:]
+    assert re.match(regex, "Bearer aB.c+d/e=~-_9")
+    assert not re.match(regex, "Bearer Ab.c+d/e=~-_9")  # case matters
+    assert not re.match(regex, "Bearer aBXc+d/e=~-_9")  # a dot is a dot
+    assert not re.match(regex, "Bearer aB.c+d/e=~-_9x")
