@@ -346,8 +346,8 @@ def test_upgrade_from_a_password_in_the_env_file(host, converged):
             "module_defaults": {"group/llmstack.deploy.aws": {
                 "region": "us-east-1", "endpoint_url": host.lab["LAB_MOTO_URL_FROM_HOSTS"]}},
             "tasks": [
-                {"name": "No password file yet", "ansible.builtin.file": {"path": os.path.dirname(PASSWORD_FILE),
-                                                                        "state": "absent"}},
+                {"name": "No password file yet",
+                 "ansible.builtin.file": {"path": os.path.dirname(PASSWORD_FILE), "state": "absent"}},
                 {"name": "The env file with the password", "llmstack.deploy.ssm_env_file": {
                     "path": ENV_FILE, "paths": ["{{ llmstack_ssm_prefix }}/postgres"],
                     "required_keys": ["POSTGRES_PASSWORD"], "owner": "root", "group": "root", "mode": "0600"}},
