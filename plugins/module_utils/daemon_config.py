@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: llmstack.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Docker's daemon.json: parse, merge settings into it, render, validate, write atomically.
+"""Docker's daemon.json: parse, merge settings into it, render, validate; restart the daemon and wait for it.
 
 Other tools write the same file (nvidia-ctk adds `runtimes.nvidia` and `default-runtime`), so
 settings are merged into what is there: keys nobody asked about are kept, nested objects are
@@ -14,6 +14,8 @@ __metaclass__ = type
 
 import copy
 import json
+import socket
+import time
 
 # dockerd reads log-opts as map[string]string: a number there stops the daemon from starting.
 STRING_MAPS = ("log-opts",)
@@ -133,3 +135,44 @@ def dockerd_validate(run, dockerd, path):
     if "unknown flag" in text and "validate" in text:
         return False
     raise DaemonConfigError("dockerd refuses the new config: %s" % (text.splitlines()[-1] if text else "rc=%d" % rc))
+
+
+def restart_daemon(run_command):
+    """Restart docker.service; (ok, message). run_command(argv) -> (rc, out, err), e.g. module.run_command.
+
+    reset-failed first: docker.service allows 3 starts in 60 s, and a crash, docker_host or an earlier
+    restart may have used them; the restart must not be refused for those."""
+    run_command(["systemctl", "reset-failed", "docker.service"])
+    rc, out, err = run_command(["systemctl", "restart", "docker.service"])
+    if rc != 0:
+        return False, "systemctl restart docker.service failed (rc %d): %s" % (rc, (err or out).strip())
+    return True, "docker.service restarted"
+
+
+def ping_socket(path, timeout=5.0):
+    """True when dockerd answers GET /_ping on its unix socket with 200, the way the CLI checks it.
+
+    Plain sockets, so it works where the Docker SDK is not installed."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(path)
+        sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+        status = sock.recv(32).split(b" ", 2)
+    except OSError:
+        return False
+    finally:
+        sock.close()
+    return len(status) > 1 and status[0].startswith(b"HTTP/") and status[1] == b"200"
+
+
+def wait_for_daemon(ping, timeout, sleep=time.sleep, clock=time.monotonic, interval=0.5):
+    """Call ping() until it returns True: True if it did within timeout seconds, else False.
+
+    systemctl restart returns when systemd counts dockerd as started; the tasks after a restart need its API."""
+    deadline = clock() + timeout
+    while not ping():
+        if clock() >= deadline:
+            return False
+        sleep(interval)
+    return True

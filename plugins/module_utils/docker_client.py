@@ -21,6 +21,7 @@ from contextlib import contextmanager
 
 from ansible.module_utils.basic import env_fallback
 
+from ansible_collections.llmstack.deploy.plugins.module_utils import daemon_config
 from ansible_collections.llmstack.deploy.plugins.module_utils import spec as specs
 
 try:
@@ -143,6 +144,29 @@ def gpu_support_missing(base_url):
         return None
     return ("gpus: this host has no %s, so Docker can't give a container GPUs: install the NVIDIA Container "
             "Toolkit (the nvidia_container_toolkit role) and restart Docker" % NVIDIA_HOOK)
+
+
+def restart_to_free_port(client, base_url, run_command, why, log, sleep=time.sleep, wait=60):
+    """After a dockerd crash the daemon may keep a port allocated to a container that no longer exists, and
+    only a restart frees it. With live-restore every container keeps running meanwhile; without, say so
+    and leave it to the operator: False. True once the restarted daemon answers."""
+    with call("read the daemon's settings"):
+        live_restore = client.info().get("LiveRestoreEnabled")
+    if not live_restore or not is_local(base_url):
+        return False
+    log("restarting the Docker daemon (live-restore keeps every container running): %s" % why)
+    ok, message = daemon_config.restart_daemon(run_command)
+    if not ok:
+        raise DockerError("%s; restarting Docker failed too: %s" % (why, message))
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            client.ping()
+            return True
+        except Exception:  # pylint: disable=broad-exception-caught
+            if time.monotonic() > deadline:
+                raise DockerError("%s; Docker did not answer within %d s of its restart" % (why, wait))
+            sleep(1)
 
 
 # ------------------------------------------------------------------------ registry

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: llmstack.deploy contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Docker env files: literal render/parse, checksum, key-only diff, atomic write.
+"""Docker env files: literal render/parse, checksum, key-only diff, redaction.
 
 `docker run --env-file` reads a file line by line: leading white space is
 dropped, lines starting with '#' are comments, and the value is everything
@@ -15,14 +15,10 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
-import grp
 import hashlib
 import hmac
-import os
-import pwd
 import re
-import stat
-import tempfile
+
 
 HEADER = "# Managed by Ansible (llmstack.deploy); do not edit by hand.\n"
 _ENV_KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -140,16 +136,6 @@ def checksum(content, key):
     return hmac.new(key, content, hashlib.sha256).hexdigest()
 
 
-def read(path):
-    """(bytes, stat) of an existing file, or (None, None)."""
-    try:
-        with open(path, "rb") as f:
-            data = f.read()
-        return data, os.stat(path)
-    except FileNotFoundError:
-        return None, None
-
-
 def key_diff(before_values, after_values):
     """Keys added, removed and changed. Values only decide membership."""
     before_keys, after_keys = set(before_values), set(after_values)
@@ -184,71 +170,3 @@ def redact(text, values):
         else:
             text = re.sub(r"(?<![A-Za-z0-9_-])%s(?![A-Za-z0-9_-])" % re.escape(value), REDACTED, text)
     return text
-
-
-def write_atomic(path, content, mode=0o600, uid=-1, gid=-1):
-    """Write content (text, or bytes as they are) through a temp file in the same folder, then rename.
-
-    The temp file is created 0600, so a secret never exists with wider permissions,
-    and readers see either the old or the new file, never half of one."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise EnvFileError("folder %s does not exist" % folder)
-    fd, tmp = tempfile.mkstemp(prefix=".%s." % os.path.basename(path), suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content if isinstance(content, bytes) else content.encode("utf-8"))
-            f.flush()
-            os.fchown(f.fileno(), uid, gid)
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def attributes(st):
-    """mode/uid/gid of a stat result, for comparison."""
-    return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
-
-
-def wanted_attributes(mode, owner, group):
-    """mode/uid/gid from the task's mode, owner and group (-1: keep the file's own)."""
-    return {"mode": parse_mode(mode), "uid": resolve_id(owner, "owner"), "gid": resolve_id(group, "group")}
-
-
-def attribute_changes(want, have):
-    """The wanted attributes (wanted_attributes) that differ from the file's (attributes; {} if absent)."""
-    return dict((k, v) for k, v in want.items() if v != -1 and have.get(k) != v)
-
-
-def parse_mode(value):
-    """A file mode from the task: an int, or an octal string such as '0600'."""
-    if isinstance(value, int):
-        return value
-    try:
-        return int(str(value), 8)
-    except ValueError:
-        raise EnvFileError("mode %r is not an octal number such as '0600'" % (value,))
-
-
-def resolve_id(value, kind):
-    """uid/gid (kind 'owner' or 'group') from a name or a number; -1 (keep) when not set."""
-    if value is None:
-        return -1
-    if str(value).isdigit():
-        return int(value)
-    lookup = pwd.getpwnam if kind == "owner" else grp.getgrnam
-    try:
-        return lookup(value)[2]
-    except KeyError:
-        raise EnvFileError("%s %s does not exist on this host" % (kind, value))

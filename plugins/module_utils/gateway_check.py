@@ -11,10 +11,9 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import json
-import os
 import time
 
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile
+from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, managed_file, switch
 from ansible_collections.llmstack.deploy.plugins.module_utils.probe import http_request
 
 
@@ -26,7 +25,7 @@ class CheckError(Exception):
 
 def client_key(path):
     """The first client key (by name) of the gateway's API keys env file: (name, key)."""
-    data, _stat = envfile.read(path)
+    data, _stat = managed_file.read(path)
     if data is None:
         raise CheckError("no API keys file at %s: the gateway's role writes it" % path)
     try:
@@ -67,10 +66,10 @@ def live_slot(up, switch_dir):
     if not up or up.get("servers") or not switch_dir:
         return None
     try:
-        with open(os.path.join(switch_dir, "%s.live" % up["name"])) as f:
-            return f.read().strip() or None
+        content = switch.SwitchFile.in_folder(switch_dir, up["name"]).read_raw()
     except (IOError, OSError):
-        return "no switch file yet"
+        content = None
+    return "no switch file yet" if content is None else content or None
 
 
 def judge(code, body, error):

@@ -9,6 +9,9 @@ rollout asks nvidia-smi which processes hold the GPUs it will use.
 
 `run` is a callable taking an argv list and returning (rc, stdout, stderr), such as
 AnsibleModule.run_command; `run_command` below is the plain subprocess one.
+
+GpuGuard puts it to use in a rollout: nothing may hold the GPUs before anything is touched, and after
+the old container stopped its VRAM must be released before the new one starts.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -16,12 +19,13 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import subprocess
+import time
 
 NVIDIA_SMI = "nvidia-smi"
 
 
 class GpuError(Exception):
-    """nvidia-smi is missing or failed; the message says which call and what it printed."""
+    """nvidia-smi is missing or failed, or processes hold the GPUs; the message says which and what to do."""
 
 
 def run_command(argv):
@@ -92,3 +96,41 @@ def holders(run, gpus, ignore_pids=()):
 def describe(found):
     """'pid 4242 (GPU 0, 20480 MiB), ...' for an error message."""
     return ", ".join("pid %(pid)s (GPU %(gpu)s, %(used_mib)s MiB)" % h for h in found)
+
+
+class GpuGuard:
+    """The GPUs one service's container gets (`gpus`, normalised), watched through nvidia-smi.
+
+    Only a local daemon's GPUs can be asked about (local=False: nothing is ever found)."""
+
+    def __init__(self, run, gpus, local, service, sleep=time.sleep, clock=time.monotonic):
+        self.run, self.gpus, self.local, self.service = run, gpus, local, service
+        self.sleep, self.clock = sleep, clock
+
+    def holders(self, ignore_pids=()):
+        """Processes other than ignore_pids that hold the GPUs ([] without gpus or for a remote daemon)."""
+        if not self.gpus or not self.local:
+            return []
+        return holders(self.run, self.gpus, ignore_pids=ignore_pids)
+
+    def check_free(self, own_pids=()):
+        """Before anything is touched: no process outside the service's own container (own_pids) holds its GPUs."""
+        found = self.holders(own_pids)
+        if found:
+            raise GpuError("gpus: %s hold the GPUs %s would use, and are not its container (a vLLM "
+                           "engine worker left by a killed run holds its VRAM until it exits). Stop them "
+                           "(kill PID), check with nvidia-smi, then re-run" % (describe(found), self.service))
+
+    def wait_free(self, timeout, log):
+        """After the old container stopped: wait until its GPU memory is actually released."""
+        start = self.clock()
+        while True:
+            found = self.holders()
+            if not found:
+                return
+            if self.clock() - start >= timeout:
+                raise GpuError("gpus: %s still hold the GPUs %ds after the old container stopped; a new %s "
+                               "would fail with out-of-memory. Stop them (kill PID) and re-run"
+                               % (describe(found), timeout, self.service))
+            log("waiting for the GPUs to be released: %s" % describe(found))
+            self.sleep(1)

@@ -28,7 +28,7 @@ import os
 import re
 import shutil
 
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile
+from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, managed_file
 
 RELEASES = "releases"
 CURRENT = "current"
@@ -53,7 +53,7 @@ def regex_literal(value):
     return "".join(c if c.isalnum() else "[%s]" % c for c in value)
 
 
-def render_secret_file(spec, read=envfile.read):
+def render_secret_file(spec, read=managed_file.read):
     """{file, env_file, line, keys?} -> (file name, content, keys used, their values (for redaction)).
 
     `line` is formatted once per key with {key}, {value} and {value_re} (the value as a regex literal);

@@ -19,6 +19,8 @@ import os
 import posixpath
 import re
 
+from ansible_collections.llmstack.deploy.plugins.module_utils import image_ref
+
 OLD_PGDATA = "/var/lib/postgresql/data"
 NEW_LAYOUT_FROM = 18
 # In a cluster's top folder; each database's folder (base/<oid>) has one too, so the search stops at a cluster.
@@ -58,11 +60,11 @@ def env_dict(env):
 
 
 def tag_of(ref):
-    """The tag of an image reference, or None (a digest, or no tag)."""
-    if "@" in ref:
-        ref = ref.split("@", 1)[0]
-    last = ref.rsplit("/", 1)[-1]
-    return last.split(":", 1)[1] if ":" in last else None
+    """The tag of an image reference, or None (a digest, or no tag, or not a reference)."""
+    try:
+        return image_ref.parse(ref).tag
+    except ValueError:
+        return None
 
 
 def image_major(ref, env=None):

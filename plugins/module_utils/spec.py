@@ -18,7 +18,7 @@ import hmac
 import json
 import re
 
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile
+from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, image_ref, managed_file, switch
 
 # What goes into the container. Hash, SDK arguments and rollback record all iterate this list.
 RUN_OPTIONS = ("command", "env", "ports", "slots", "volumes", "networks", "restart_policy", "memory", "cpus",
@@ -33,9 +33,7 @@ NETWORK_MODES = ("bridge", "host", "none")
 # How the module decides the container is healthy: recorded for rollback, not part of the hash
 # (a new probe setting does not change the container, so it restarts nothing).
 HEALTH_OPTIONS = ("healthcheck", "health_timeout")
-SLOTS = ("blue", "green")
 STRATEGIES = ("recreate", "blue_green")
-DEFAULT_REGISTRY = "ghcr.io"
 
 LABEL_PREFIX = "llmstack."
 LABEL_SERVICE = LABEL_PREFIX + "service"
@@ -49,14 +47,6 @@ _IPV4_RE = re.compile(r"^(25[0-5]|2[0-4][0-9]|1?[0-9]?[0-9])(\.(25[0-5]|2[0-4][0
 _VOLUME_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 _GPU_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*$")
 PROTOCOLS = ("tcp", "udp", "sctp")
-
-
-def switched_slot(content, name):
-    """The slot a blue_green switch file's content names (`<name>_<slot>`, what the gateway reads), else None."""
-    for slot in SLOTS:
-        if content.strip() == "%s_%s" % (name, slot):
-            return slot
-    return None
 
 
 class SpecError(Exception):
@@ -128,33 +118,62 @@ def parse_gpus(value):
     return {"device_ids": ids}
 
 
-def image_reference(image, registry=None):
-    """(full reference, registry host) for image, which may or may not name its registry.
+def parse_env(env):
+    """{name: value as str}; a name Docker can't take, or a NUL in a value, is an error (naming the key only)."""
+    parsed = {}
+    for key, value in (env or {}).items():
+        key = str(key)
+        if not key or "=" in key or "\0" in key or any(c.isspace() for c in key):
+            raise SpecError("env: %r is not a valid environment variable name" % (key,))
+        value = "" if value is None else str(value)
+        if "\0" in value:
+            raise SpecError("env: the value of %s contains a NUL byte" % key)
+        parsed[key] = value
+    return parsed
 
-    'org/app:v1' + registry -> registry/org/app:v1; 'ghcr.io/org/app:v1' is taken as it is. A
-    reference whose registry differs from an explicit registry option is an error, not a guess."""
-    if not image or any(c.isspace() for c in image):
-        raise SpecError("image: %r is not an image reference" % (image,))
-    first = image.split("/", 1)[0]
-    has_host = "/" in image and ("." in first or ":" in first or first == "localhost")
-    if has_host:
-        if registry and registry != first:
-            raise SpecError("image %s names registry %s but registry is %s: drop one of them" % (image, first, registry))
-        return image, first
-    host = registry or DEFAULT_REGISTRY
-    return "%s/%s" % (host, image), host
+
+def parse_networks(networks):
+    """[{name, aliases}]: each network named, once."""
+    parsed, seen = [], set()
+    for net in networks or []:
+        if not net.get("name") or net["name"] in seen:
+            raise SpecError("networks: %r: each entry needs a name, once" % (net,))
+        seen.add(net["name"])
+        parsed.append({"name": net["name"], "aliases": [str(a) for a in net.get("aliases") or []]})
+    return parsed
+
+
+def parse_image(image):
+    try:
+        return image_ref.parse(image)
+    except ValueError as e:
+        raise SpecError("image: %s" % e)
+
+
+def image_reference(image, registry=None):
+    """(full reference, registry host) for image, the registry being the one the reference names.
+
+    'ghcr.io/org/app:v1' is taken as it is; a reference without a host is Docker Hub's, as Docker reads it
+    ('vllm/vllm-openai:v1' -> 'docker.io/vllm/vllm-openai:v1'). An explicit registry option is put in front
+    of a reference without a host (its images live there under the same path); one that differs from the
+    host a reference names is an error, not a guess."""
+    ref = parse_image(image)
+    if registry and not image_ref.valid_host(registry):
+        raise SpecError("registry: %r is not a registry host[:port] (Docker takes a name for a host only with a "
+                        "'.' or a ':' in it, or localhost)" % (registry,))
+    if registry and ref.host is None and image_ref.registry_name(registry) != image_ref.DOCKER_HUB:
+        return str(parse_image("%s/%s" % (registry, image))), registry
+    if registry and image_ref.registry_name(registry) != ref.registry:
+        raise SpecError("image %s names registry %s but registry is %s: drop one of them"
+                        % (image, ref.registry, registry))
+    return (str(ref) if ref.host else ref.canonical), ref.registry
 
 
 def split_reference(ref):
-    """'host/o/app:v1' -> ('host/o/app', 'v1', None); 'host/o/app@sha256:..' -> (repo, None, digest)."""
-    if "@" in ref:
-        repo, digest = ref.split("@", 1)
-        return repo, None, digest
-    last = ref.rsplit("/", 1)[-1]
-    if ":" in last:
-        repo, tag = ref.rsplit(":", 1)
-        return repo, tag, None
-    return ref, "latest", None
+    """'host/o/app:v1' -> ('host/o/app', 'v1', None); 'host/o/app@sha256:..' -> (repo, None, digest); without
+    a tag or a digest, the tag is latest."""
+    parsed = parse_image(ref)
+    return parsed.repository, parsed.effective_tag, parsed.digest
 
 
 # ---------------------------------------------------------------------------- spec
@@ -215,13 +234,13 @@ class ContainerSpec:
                 raise SpecError("ports are for strategy recreate; with blue_green, give each slot its ports: "
                                 "slots: {blue: {ports: [...]}, green: {ports: [...]}}")
             slots = o["slots"] or {}
-            missing = [s for s in SLOTS if not isinstance(slots.get(s), dict)]
+            missing = [s for s in switch.SLOTS if not isinstance(slots.get(s), dict)]
             if missing:
                 raise SpecError("blue_green needs slots.blue and slots.green (each with its ports); missing: %s"
                                 % ", ".join(missing))
             # Same shape as the parameter, so a recorded spec normalises to itself on rollback.
             o["slots"] = dict((s, {"ports": [port_string(parse_port(p)) for p in slots[s].get("ports") or []]})
-                              for s in SLOTS)
+                              for s in switch.SLOTS)
             clash = set(self._bindings("blue", o)) & set(self._bindings("green", o))
             if clash:
                 raise SpecError("slots: blue and green both publish %s; give each slot its own host ports"
@@ -237,16 +256,7 @@ class ContainerSpec:
             raise SpecError("stop_timeout: %r: must be 0 or more seconds" % (o["stop_timeout"],))
         if o["cpus"] is not None and not o["cpus"] > 0:
             raise SpecError("cpus: %r: must be more than 0" % (o["cpus"],))
-        env = {}
-        for key, value in (o["env"] or {}).items():
-            key = str(key)
-            if not key or "=" in key or "\0" in key or any(c.isspace() for c in key):
-                raise SpecError("env: %r is not a valid environment variable name" % (key,))
-            value = "" if value is None else str(value)
-            if "\0" in value:
-                raise SpecError("env: the value of %s contains a NUL byte" % key)
-            env[key] = value
-        o["env"] = env
+        o["env"] = parse_env(o["env"])
         mode = o.get("network_mode")
         if mode is not None and mode not in NETWORK_MODES:
             raise SpecError("network_mode: %r: use one of %s" % (mode, ", ".join(NETWORK_MODES)))
@@ -256,13 +266,7 @@ class ContainerSpec:
             if o["ports"] or o["networks"]:
                 raise SpecError("network_mode %s: the container has no ports or networks of its own; "
                                 "drop ports and networks" % mode)
-        networks, seen = [], set()
-        for net in o["networks"] or []:
-            if not net.get("name") or net["name"] in seen:
-                raise SpecError("networks: %r: each entry needs a name, once" % (net,))
-            seen.add(net["name"])
-            networks.append({"name": net["name"], "aliases": [str(a) for a in net.get("aliases") or []]})
-        o["networks"] = networks
+        o["networks"] = parse_networks(o["networks"])
         labels = dict((str(k), str(v)) for k, v in (o["labels"] or {}).items())
         reserved = sorted(k for k in labels if k.startswith(LABEL_PREFIX))
         if reserved:
@@ -274,7 +278,7 @@ class ContainerSpec:
         o["security_opts"] = [str(s) for s in o["security_opts"] or []]
         url = (self.health.get("healthcheck") or {}).get("url") or ""
         if "{port}" in url:
-            for slot in (SLOTS if self.strategy == "blue_green" else (None,)):
+            for slot in (switch.SLOTS if self.strategy == "blue_green" else (None,)):
                 if not (o["slots"][slot]["ports"] if slot else o["ports"]):
                     raise SpecError("healthcheck.url uses {port}, but %s publishes no port"
                                     % ("slot " + slot if slot else "the container"))
@@ -291,7 +295,7 @@ class ContainerSpec:
         values, checksums = {}, []
         for path in self.env_files:
             try:
-                data, _stat = envfile.read(path)
+                data, _stat = managed_file.read(path)
             except (IOError, OSError) as e:
                 raise SpecError("env_files: cannot read %s: %s" % (path, e.strerror or e))
             if data is None:

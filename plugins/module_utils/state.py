@@ -26,7 +26,7 @@ import socket
 import tempfile
 import time
 
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile
+from ansible_collections.llmstack.deploy.plugins.module_utils import managed_file
 
 # Deployment statuses. Only `succeeded` is ever a rollback target.
 PENDING, SUCCEEDED, FAILED, INTERRUPTED, ROLLED_BACK = "pending", "succeeded", "failed", "interrupted", "rolled_back"
@@ -59,8 +59,8 @@ def ensure_dir(path, mode=0o700):
 def write_file(path, content, mode=0o600):
     """Atomic replace, with a message that names the path when the folder is not writable."""
     try:
-        envfile.write_atomic(path, content, mode=mode)
-    except (OSError, envfile.EnvFileError) as e:
+        managed_file.write_atomic(path, content, mode=mode)
+    except OSError as e:
         raise StateError("cannot write %s: %s; %s" % (path, getattr(e, "strerror", None) or e, WRITE_HINT))
 
 
@@ -194,6 +194,17 @@ class History:
             raise StateError("the deployment history %s has damaged entries: %s" % (self.path, hint))
         return data
 
+    @staticmethod
+    def services(state_dir):
+        """The services with a history in <state_dir>/deployments, sorted; none without the folder.
+
+        A history is <service>.json; a dot file (a write in progress) and the logs beside them are not."""
+        try:
+            names = os.listdir(os.path.join(state_dir, "deployments"))
+        except OSError:
+            return []
+        return sorted(n[:-5] for n in names if n.endswith(".json") and not n.startswith("."))
+
     # ----- reading
 
     @property
@@ -241,6 +252,13 @@ class History:
                 return entry, "rolling back from #%d to #%d" % (current["seq"], entry["seq"])
         raise StateError("no earlier successful deployment of %s is recorded in %s (only #%d, %s)"
                          % (self.service, self.path, current["seq"], current.get("image")))
+
+    def previous(self, entry):
+        """The deployment that served before entry: the newest earlier one that succeeded (or was rolled back from)."""
+        for other in self.deployments:
+            if other["seq"] < entry["seq"] and other["status"] in (SUCCEEDED, ROLLED_BACK):
+                return other
+        return None
 
     def image_ids(self):
         return [e["image_id"] for e in self.deployments if e.get("image_id")]

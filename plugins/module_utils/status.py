@@ -27,7 +27,7 @@ import stat
 import time
 
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
-from ansible_collections.llmstack.deploy.plugins.module_utils import gpu, state
+from ansible_collections.llmstack.deploy.plugins.module_utils import gpu, image_ref, state, switch
 from ansible_collections.llmstack.deploy.plugins.module_utils import spec as specs
 
 # The stack's services in the order they depend on each other (single_host.yml's order); others follow by name.
@@ -61,14 +61,12 @@ def digest_of(digest_ref):
 
 
 def tag_of(image):
-    """The tag of a reference ('host:5443/org/app:1.0' -> '1.0', a port is not a tag); None for a digest reference."""
-    if not image:
+    """The tag of a reference ('host:5443/org/app:1.0' -> '1.0', a port is not a tag); None for a digest reference
+    and for what is no valid reference (a status never fails on a damaged history)."""
+    try:
+        return image_ref.parse(image).effective_tag if image else None
+    except ValueError:
         return None
-    name, _at, digest = image.partition("@")
-    last = name.rsplit("/", 1)[-1]
-    if ":" in last:
-        return last.split(":", 1)[1]
-    return None if digest else "latest"
 
 
 def when_of(entry):
@@ -174,12 +172,7 @@ def _int(text):
 
 def service_names(state_dir, containers=()):
     """Services with a deployment history in state_dir, or a container labelled as one."""
-    names = set()
-    folder = os.path.join(state_dir, "deployments")
-    try:
-        names.update(n[:-5] for n in os.listdir(folder) if n.endswith(".json") and not n.startswith("."))
-    except OSError:
-        pass
+    names = set(state.History.services(state_dir))
     for summary in containers:
         name = (summary.get("Labels") or {}).get(specs.LABEL_SERVICE)
         if name:
@@ -189,24 +182,6 @@ def service_names(state_dir, containers=()):
 
 def ordered(names):
     return sorted(set(names), key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n))
-
-
-def previous_of(history, entry):
-    """The deployment that served before entry: the newest earlier one that succeeded (or was rolled back from)."""
-    for other in history.deployments:
-        if other["seq"] < entry["seq"] and other["status"] in (state.SUCCEEDED, state.ROLLED_BACK):
-            return other
-    return None
-
-
-def read_switch(path, name):
-    """The slot a blue_green switch file names, None without one, '?' if it says something else."""
-    try:
-        with open(path) as f:
-            content = f.read().strip()
-    except (IOError, OSError):
-        return None
-    return specs.switched_slot(content, name) or "?"
 
 
 def container_name(summary):
@@ -224,7 +199,7 @@ def pick_container(name, strategy, current, switch_slot, containers):
             return summary
     by_name = dict((container_name(s), s) for s in containers)
     if strategy == "blue_green" or any(n.startswith(name + "-") for n in by_name):
-        for slot in [s for s in (switch_slot,) if s in specs.SLOTS] + list(specs.SLOTS):
+        for slot in [s for s in (switch_slot,) if s in switch.SLOTS] + list(switch.SLOTS):
             found = by_name.get("%s-%s" % (name, slot))
             if found is not None and (slot == switch_slot or found.get("State") == "running"):
                 return found
@@ -270,7 +245,7 @@ def service_status(client, state_dir, name, containers, switch_dir=None):
                           digest=digest_of(current.get("digest_ref")), deployed=when_of(current),
                           deployment=current["seq"], slot=current.get("slot"))
         if newest is not None:
-            previous = previous_of(history, newest)
+            previous = history.previous(newest)
             report["last"] = {
                 "deployment": newest["seq"], "status": newest["status"], "time": when_of(newest),
                 "image": newest.get("image"), "digest": digest_of(newest.get("digest_ref")),
@@ -285,8 +260,10 @@ def service_status(client, state_dir, name, containers, switch_dir=None):
                                          "digest": digest_of(target.get("digest_ref"))}
         except state.StateError:
             pass
-    if switch_dir and (report["strategy"] == "blue_green" or os.path.exists(os.path.join(switch_dir, name + ".live"))):
-        report["switch"] = read_switch(os.path.join(switch_dir, name + ".live"), name)
+    if switch_dir:
+        switch_file = switch.SwitchFile.in_folder(switch_dir, name)
+        if report["strategy"] == "blue_green" or os.path.exists(switch_file.path):
+            report["switch"] = switch_file.peek()
     if client is not None:
         serving = pick_container(name, report["strategy"], current, report["switch"], containers)
         if serving is not None:

@@ -80,13 +80,17 @@ options:
   image:
     description:
       - Image reference with a tag or a digest, with or without its registry
-        (C(org/agent:v2), C(ghcr.io/org/agent:v2), C(org/agent@sha256:...)). Required with O(state=present).
-      - Without a registry host, O(registry) is prefixed.
+        (C(ghcr.io/org/agent:v2), C(host:5443/org/agent:v2), C(vllm/vllm-openai:v0.34.0), C(org/agent@sha256:...)).
+        Required with O(state=present).
+      - Read as Docker reads it. The first component is a registry host only if it has a C(.) or a C(:) or is
+        C(localhost); without one the image is Docker Hub's (C(nginx:1.27) is C(docker.io/library/nginx:1.27)),
+        unless O(registry) is set, which is then prefixed. No tag and no digest means C(latest).
     type: str
   registry:
     description:
-      - Registry host (and port) to log in to, and to prefix to an O(image) that names none.
-      - Defaults to the registry O(image) names, else C(ghcr.io). If both name one, they must agree.
+      - Registry host (and port) to log in to, and to prefix to an O(image) that names no host.
+      - Defaults to the registry O(image) names, else Docker Hub (C(docker.io)). If both name one, they must
+        agree (C(docker.io) and C(index.docker.io) both name Docker Hub).
     type: str
   registry_username:
     description: Registry user. With O(registry_password), the module logs in first (credentials stay in memory).
@@ -332,6 +336,20 @@ options:
     description: Seconds to wait for another rollout of the same service to finish.
     type: int
     default: 600
+  inputs_changed:
+    description:
+      - 'The caller changed an input this module reads, for example the env file
+        (C(inputs_changed: "{{ env_file is changed }}")).'
+      - In check mode that task wrote nothing, so the env files on the host are missing or old. With
+        O(inputs_changed=true) check mode does not read them and reports C(changed=true), for a deployed service
+        with a message (and a diff note) that it would be rolled out again.
+      - For a service this host never deployed, check mode with O(inputs_changed=true) does not even ask Docker
+        (on a fresh host the same run would install it, create the network and the switch folder); it reports
+        C(changed=true) with a message that the service would be deployed.
+      - Outside check mode it changes nothing (the spec hash covers the env files' content).
+    type: bool
+    default: false
+    version_added: 0.2.0
 requirements:
   - the docker Python SDK (python3-docker 5.x or docker 7.x) on the target host
 notes:
@@ -499,6 +517,10 @@ phases:
   returned: always
   type: list
   elements: str
+msg:
+  description: In check mode with O(inputs_changed), that the service would be rolled out again, or deployed.
+  returned: when O(inputs_changed) is true in check mode
+  type: str
 """
 
 import json
@@ -507,14 +529,15 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
 from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, rollout, spec
+from ansible_collections.llmstack.deploy.plugins.module_utils.rollout_run import EXPECTED
 
 
-def _diff(before, after):
+def _diff(before, after, note=None):
     def text(entry):
         if not entry:
             return ""
         return json.dumps({"image": entry.get("digest_ref"), "spec": entry.get("summary")}, indent=2, sort_keys=True) + "\n"
-    return {"before": text(before), "after": text(after)}
+    return {"before": text(before), "after": text(after) + ("# %s\n" % note if note else "")}
 
 
 SLOT = dict(type="dict", required=True, options=dict(ports=dict(type="list", elements="str", required=True)))
@@ -578,6 +601,7 @@ def main():
             keep_images=dict(type="int", default=3),
             state_dir=dict(type="path", default="/var/lib/llmstack"),
             lock_timeout=dict(type="int", default=600),
+            inputs_changed=dict(type="bool", default=False),
             **dc.DOCKER_ARGUMENT_SPEC
         ),
         required_if=[["state", "present", ["image"]], ["strategy", "blue_green", ["switch_file"]]],
@@ -587,16 +611,19 @@ def main():
     )
     p = module.params
     plan = None
+    new = rollout.new_in_check_mode(p, module.check_mode)
+    if new is not None:
+        module.exit_json(**new)
     try:
         client = dc.connect(p["docker_host"])
         plan = rollout.Rollout(client, p, check_mode=module.check_mode, run_command=module.run_command)
         result = plan.run()
         if module._diff and result["changed"] and p["state"] != "absent":
-            result["diff"] = _diff(plan.before, {"digest_ref": result["digest_ref"], "summary": plan.summary})
+            result["diff"] = _diff(plan.before, {"digest_ref": result["digest_ref"], "summary": plan.summary}, plan.note)
     except Exception as e:  # pylint: disable=broad-exception-caught
         # Any env value (from the app's log lines, say) is redacted from what leaves the host.
         values = plan.spec.env_values() if plan is not None and plan.spec is not None else []
-        msg = str(e) if isinstance(e, rollout.EXPECTED) else (
+        msg = str(e) if isinstance(e, EXPECTED) else (
             "unexpected %s: %s. The phases show how far the run got; re-running the task repairs an "
             "interrupted rollout" % (e.__class__.__name__, e))
         module.fail_json(msg="%s: %s" % (p["name"], envfile.redact(msg, values)),

@@ -19,7 +19,8 @@ description:
     value removes the key.
   - The file is rewritten only when the merged config differs from the old one as data (key order
     and white space do not count), atomically (temp file in the same folder, then a rename), with a
-    backup of the old file when O(backup=true). Notify a handler to restart Docker when the task changed.
+    backup of the old file when O(backup=true). Notify a handler to restart Docker when the task changed
+    (M(llmstack.deploy.docker_daemon) restarts it).
   - An existing file that is not a JSON object is an error and is left as it is.
   - Values dockerd would refuse at start are refused before anything is written. Numbers and
     booleans under C(log-opts) are written as strings, as dockerd wants them.
@@ -27,9 +28,22 @@ author:
   - llmstack.deploy maintainers (@llmstack)
 options:
   path:
-    description: The daemon config file. Created (mode C(0644)) if it does not exist; its folder too.
+    description: The daemon config file. Created if it does not exist; missing folders too (see O(folder_mode)).
     type: path
     default: /etc/docker/daemon.json
+  mode:
+    description:
+      - The file's mode, in octal (a string such as C('0644')) or symbolic form.
+      - Unset, an existing file keeps its mode and a new one is C(0644).
+    type: raw
+  owner:
+    description: The file's owner (name or uid). Unset, an existing file keeps its owner.
+    type: str
+  group:
+    description: The file's group (name or gid). Unset, an existing file keeps its group.
+    type: str
+  folder_mode:
+    default: '0755'
   options:
     description:
       - Settings to merge in, with the keys and values C(daemon.json) takes (see the examples).
@@ -49,6 +63,8 @@ options:
     type: bool
     default: true
 extends_documentation_fragment:
+  - ansible.builtin.files
+  - llmstack.deploy.managed_file
   - llmstack.deploy.attributes
 attributes:
   check_mode:
@@ -56,11 +72,13 @@ attributes:
   diff_mode:
     support: full
     details:
-      - The diff shows the old and the new file.
+      - The diff shows the old and the new file, a change of its mode, owner or group, and each folder created.
   idempotent:
     support: full
 notes:
   - The module does not restart Docker; restart it from a handler notified by this task.
+seealso:
+  - module: llmstack.deploy.docker_daemon
 """
 
 EXAMPLES = r"""
@@ -112,31 +130,20 @@ validated:
 import os
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.llmstack.deploy.plugins.module_utils import daemon_config as dc, envfile
+from ansible_collections.llmstack.deploy.plugins.module_utils import daemon_config as dc, managed_file
 
 
 def run(module):
     p = module.params
     path = p["path"]
-    data, st = envfile.read(path)
-    before = dc.parse(data, source=path) if data is not None else {}
-    options = dc.normalize(p["options"])
-    after = dc.merge(before, options)
+    target = managed_file.ManagedFile(module, new_mode=0o644)
+    before = dc.parse(target.content, source=path) if target.exists else {}
+    after = dc.merge(before, dc.normalize(p["options"]))
     dc.check(after, source=path)
-    changed = data is None or not dc.same(before, after)
-    result = dict(changed=changed, path=path, config=after, changed_keys=dc.changed_keys(before, after),
-                  validated=False)
-    if not changed:
-        return result
-    content = dc.render(after)
-    if module._diff:
-        result["diff"] = {
-            "before_header": path if data is not None else "%s (absent)" % path,
-            "after_header": path,
-            "before": data.decode("utf-8", "replace") if data is not None else "",
-            "after": content,
-        }
-    dockerd = module.get_bin_path("dockerd") if p["validate"] else None
+    rewrite = not target.exists or not dc.same(before, after)
+    result = dict(path=path, config=after, changed_keys=dc.changed_keys(before, after), validated=False)
+    content = dc.render(after) if rewrite else None
+    dockerd = module.get_bin_path("dockerd") if rewrite and p["validate"] else None
     if dockerd:
         # A file of our own, so check mode can validate too without touching the real one.
         probe = os.path.join(module.tmpdir, "daemon.json")
@@ -144,18 +151,8 @@ def run(module):
             f.write(content)
         result["validated"] = dc.dockerd_validate(
             lambda argv: module.run_command(argv, environ_update={"LC_ALL": "C"}), dockerd, probe)
-    if module.check_mode:
-        return result
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        os.makedirs(folder, 0o755)
-    if data is not None and p["backup"]:
-        result["backup_file"] = module.backup_local(path)
-    # Atomic (temp file, fsync, rename), so dockerd never reads half a file; a new daemon.json is 0644.
-    if st is not None:
-        envfile.write_atomic(path, content, mode=st.st_mode & 0o7777, uid=st.st_uid, gid=st.st_gid)
-    else:
-        envfile.write_atomic(path, content, mode=0o644)
+    # Atomic (temp file, fsync, rename), so dockerd never reads half a file.
+    result.update(target.update(content, backup=p["backup"]))
     return result
 
 
@@ -166,7 +163,9 @@ def main():
             options=dict(type="dict", required=True),
             backup=dict(type="bool", default=True),
             validate=dict(type="bool", default=True),
+            folder_mode=dict(type="raw", default="0755"),
         ),
+        add_file_common_args=True,
         supports_check_mode=True,
     )
     try:

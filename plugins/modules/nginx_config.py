@@ -153,7 +153,7 @@ import traceback
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile
+from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, managed_file
 from ansible_collections.llmstack.deploy.plugins.module_utils import nginx_config as ngx
 from ansible_collections.llmstack.deploy.plugins.module_utils import state
 
@@ -199,10 +199,11 @@ def run(module, p):
         secrets[name], secret_keys[name] = content, keys
         secret_names.add(name)
         secret_values.extend(values)
-    module.secret_values = secret_values
+    # Ansible masks them in anything the module returns, a failure's message and traceback included.
+    managed_file.register_secrets(module, secret_values)
     watched = {}
     for path in p["watch_files"]:
-        data, _st = envfile.read(path)
+        data, _st = managed_file.read(path)
         if data is None:
             raise ngx.ConfigError("watch_files: %s does not exist" % path)
         watched["watch:" + path] = data
@@ -268,16 +269,14 @@ def main():
         ),
         supports_check_mode=True,
     )
-    module.secret_values = []
     p = module.params
     try:
         module.exit_json(**run(module, p))
     except (ngx.ConfigError, envfile.EnvFileError, state.StateError, dc.DockerError) as e:
-        module.fail_json(msg="%s: %s" % (p["path"], envfile.redact(str(e), module.secret_values)))
+        module.fail_json(msg="%s: %s" % (p["path"], e))
     except Exception as e:  # pylint: disable=broad-exception-caught
-        module.fail_json(msg="%s: unexpected %s: %s" % (p["path"], e.__class__.__name__,
-                                                        envfile.redact(str(e), module.secret_values)),
-                         exception=envfile.redact(traceback.format_exc(), module.secret_values))
+        module.fail_json(msg="%s: unexpected %s: %s" % (p["path"], e.__class__.__name__, e),
+                         exception=traceback.format_exc())
 
 
 if __name__ == "__main__":

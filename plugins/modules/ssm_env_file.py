@@ -27,7 +27,7 @@ author:
   - llmstack.deploy maintainers (@llmstack)
 options:
   path:
-    description: The env file to write. Its folder must exist.
+    description: The env file to write. Missing folders above it are created (see O(folder_mode)).
     type: path
     required: true
   paths:
@@ -90,14 +90,20 @@ options:
     type: bool
     default: false
   mode:
-    description: Permissions of the env file, in octal (string such as C('0600') or an octal number).
+    description:
+      - Permissions of the env file, in octal (a string such as C('0600')) or symbolic (C(u=rw,g=r)) form.
+      - The file is written 0600 first, so it never holds a value with wider permissions than this.
     type: raw
     default: '0600'
   owner:
-    description: Owner of the env file (name or uid). Defaults to the user running the module.
+    description:
+      - Owner of the env file (name or uid). Unset, an existing file keeps its owner and a new one belongs
+        to the user running the module.
     type: str
   group:
-    description: Group of the env file (name or gid). Defaults to the user's group.
+    description:
+      - Group of the env file (name or gid). Unset, an existing file keeps its group and a new one gets the
+        user's group.
     type: str
 requirements:
   - boto3 and botocore on the host that runs the module
@@ -108,6 +114,8 @@ notes:
     and C(kms:Decrypt) on the KMS keys of SecureString parameters.
   - Every failure names the API call and the path or name involved, never a value.
 extends_documentation_fragment:
+  - ansible.builtin.files
+  - llmstack.deploy.managed_file
   - llmstack.deploy.aws
   - llmstack.deploy.attributes
   - llmstack.deploy.attributes.actiongroup_aws
@@ -117,7 +125,7 @@ attributes:
   diff_mode:
     support: full
     details:
-      - The diff lists keys added, removed and changed, with every value redacted.
+      - The diff lists keys added, removed and changed, with every value redacted, and each folder created.
   idempotent:
     support: full
 """
@@ -239,7 +247,7 @@ api_calls:
 
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, ssm, state
+from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, managed_file, ssm, state
 
 
 def run(module, client):
@@ -257,31 +265,23 @@ def run(module, client):
         raise envfile.EnvFileError("required key(s) missing: %s (the env file was not written)" % ", ".join(missing))
 
     content = envfile.render(values).encode("utf-8")
-    want = envfile.wanted_attributes(p["mode"], p["owner"], p["group"])
-    before_content, before_stat = envfile.read(p["path"])
+    target = managed_file.ManagedFile(module)
     # The old file may have been edited by hand: skip lines Docker would refuse rather than fail.
-    before_values = envfile.parse(before_content, source=p["path"], strict=False) if before_content is not None else {}
-    have = envfile.attributes(before_stat) if before_stat else {}
-    attr_changes = envfile.attribute_changes(want, have)
+    before_values = envfile.parse(target.content, source=p["path"], strict=False) if target.exists else {}
     changes = envfile.key_diff(before_values, values)
-    changed = before_content != content or bool(attr_changes)
 
     # Check mode creates nothing, not even the state_dir: without a key there is no checksum yet.
     key = state.host_key(p["state_dir"], create=not module.check_mode)
-    result = dict(changed=changed, path=p["path"], keys=sorted(values),
+
+    def meta(attrs):
+        return dict(("mode", "%04o" % v) if k == "mode" else (k, v) for k, v in attrs.items())
+    result = target.update(
+        content,
+        before_view=lambda attrs: envfile.redacted_view(before_values, meta=meta(attrs)),
+        after_view=lambda attrs: envfile.redacted_view(values, changed=changes["changed"], meta=meta(attrs)))
+    result.update(path=p["path"], keys=sorted(values),
                   checksum=envfile.checksum(content, key) if key is not None else None,
                   parameter_count=count, key_changes=changes, api_calls=client.calls, region=client.region)
-    if module._diff and changed:
-        def meta(attrs):
-            return dict(("mode", "%04o" % v) if k == "mode" else (k, v) for k, v in attrs.items() if v != -1)
-        result["diff"] = {
-            "before_header": p["path"] if before_content is not None else "%s (absent)" % p["path"],
-            "after_header": p["path"],
-            "before": envfile.redacted_view(before_values, meta=meta(have)) if before_content is not None else "",
-            "after": envfile.redacted_view(values, changed=changes["changed"], meta=meta(dict(have, **want))),
-        }
-    if changed and not module.check_mode:
-        envfile.write_atomic(p["path"], content, mode=want["mode"], uid=want["uid"], gid=want["gid"])
     return result
 
 
@@ -298,11 +298,12 @@ def main():
             key_mode=dict(type="str", choices=list(ssm.KEY_MODES), default="basename"),
             required_keys=dict(type="list", elements="str", default=[], no_log=False),
             allow_empty=dict(type="bool", default=False),
+            # The file common arguments (add_file_common_args) with this module's defaults.
             mode=dict(type="raw", default="0600"),
-            owner=dict(type="str"),
-            group=dict(type="str"),
+            folder_mode=dict(type="raw", default="0750"),
             **ssm.AWS_ARGUMENT_SPEC
         ),
+        add_file_common_args=True,
         supports_check_mode=True,
     )
     ssm.run_module(module, run, "env file")

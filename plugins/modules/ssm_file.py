@@ -18,12 +18,13 @@ description:
     (use M(llmstack.deploy.ssm_env_file) for key=value settings).
   - Runs on the target host, so the value goes from SSM to the host without passing through the
     controller. The value is never returned, logged or shown in a diff; the diff shows keyed checksums.
+    Ansible masks it (as a C(no_log) value) should anything the module returns contain it.
   - The file is written atomically (a 0600 temp file in the same folder, then a rename).
 author:
   - llmstack.deploy maintainers (@llmstack)
 options:
   path:
-    description: The file to write. Its folder must exist.
+    description: The file to write. Missing folders above it are created (see O(folder_mode)).
     type: path
     required: true
   name:
@@ -32,7 +33,9 @@ options:
     type: str
     required: true
   mode:
-    description: The file's mode.
+    description:
+      - The file's mode, in octal (a string such as C('0600')) or symbolic (C(u=rw,g=r)) form.
+      - The file is written 0600 first, so the value never exists with wider permissions than this.
     type: raw
     default: "0600"
   owner:
@@ -42,6 +45,8 @@ options:
     description: The file's group (name or gid); unset keeps the current one.
     type: str
 extends_documentation_fragment:
+  - ansible.builtin.files
+  - llmstack.deploy.managed_file
   - llmstack.deploy.aws
   - llmstack.deploy.attributes
   - llmstack.deploy.attributes.actiongroup_aws
@@ -50,7 +55,9 @@ attributes:
     support: full
   diff_mode:
     support: full
-    details: Shows keyed checksums of the old and new content and the file's attributes, never the value.
+    details:
+      - Shows keyed checksums of the old and new content and the file's attributes, never the value, and each
+        folder created.
   idempotent:
     support: full
 requirements:
@@ -93,35 +100,29 @@ api_calls:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, ssm, state
+from ansible_collections.llmstack.deploy.plugins.module_utils import envfile, managed_file, ssm, state
 
 
 def run(module, client):
     p = module.params
     if not p["name"].startswith("/"):
         raise ssm.SsmError("name %r must start with '/'" % p["name"])
-    content = client.get_by_names([p["name"]])[0].get("Value", "").encode("utf-8")
-    want = envfile.wanted_attributes(p["mode"], p["owner"], p["group"])
-    before, before_stat = envfile.read(p["path"])
-    have = envfile.attributes(before_stat) if before_stat else {}
-    attr_changes = envfile.attribute_changes(want, have)
-    changed = before != content or bool(attr_changes)
+    value = client.get_by_names([p["name"]])[0].get("Value", "")
+    # A log line or an error may quote one line of a multi-line value (a PEM key).
+    managed_file.register_secrets(module, [value] + value.splitlines())
+    content = value.encode("utf-8")
+    target = managed_file.ManagedFile(module)
 
     key = state.host_key(p["state_dir"], create=not module.check_mode)
 
-    def view(data, attrs):
-        sums = "checksum %s" % (envfile.checksum(data, key)[:16] if key is not None else "(no host key yet)")
-        return "%s, mode %s\n" % (sums, "%04o" % attrs["mode"] if attrs.get("mode", -1) != -1 else "-")
-    result = dict(changed=changed, path=p["path"], region=client.region,
+    def view(data):
+        def text(attrs):
+            sums = "checksum %s" % (envfile.checksum(data, key)[:16] if key is not None else "(no host key yet)")
+            return "%s, mode %s\n" % (sums, "%04o" % attrs["mode"] if "mode" in attrs else "-")
+        return text
+    result = target.update(content, before_view=view(target.content), after_view=view(content))
+    result.update(path=p["path"], region=client.region, api_calls=client.calls,
                   checksum=envfile.checksum(content, key) if key is not None else None)
-    if module._diff and changed:
-        result["diff"] = {"before_header": p["path"] if before is not None else "%s (absent)" % p["path"],
-                          "after_header": p["path"],
-                          "before": view(before, have) if before is not None else "",
-                          "after": view(content, dict(have, **attr_changes))}
-    if changed and not module.check_mode:
-        envfile.write_atomic(p["path"], content, mode=want["mode"], uid=want["uid"], gid=want["gid"])
-    result["api_calls"] = client.calls
     return result
 
 
@@ -130,11 +131,12 @@ def main():
         argument_spec=dict(
             path=dict(type="path", required=True),
             name=dict(type="str", required=True),
+            # The file common arguments (add_file_common_args) with this module's defaults.
             mode=dict(type="raw", default="0600"),
-            owner=dict(type="str"),
-            group=dict(type="str"),
+            folder_mode=dict(type="raw", default="0750"),
             **ssm.AWS_ARGUMENT_SPEC
         ),
+        add_file_common_args=True,
         supports_check_mode=True,
     )
     ssm.run_module(module, run, "file")

@@ -90,12 +90,13 @@ def timings(out, name, what):
     return int(recap.group(1)), int(recap.group(2)), int(h) * 3600 + int(m) * 60 + float(sec)
 
 
-def profiled(path, *args):
-    """ansible-playbook <path> <args> as an operator runs it (the repo's ansible.cfg, the default output) with
+def profiled(path, *args, root=ROOT):
+    """ansible-playbook <path> <args> as an operator runs it (root's ansible.cfg, the default output) with
     profile_tasks' timings: its stdout. A failed run ends the benchmark."""
-    cmd, env = labenv.playbook_command(path, args, {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks"},
+    cmd, env = labenv.playbook_command(path, args, {"ANSIBLE_CALLBACKS_ENABLED": "ansible.posix.profile_tasks",
+                                                    "ANSIBLE_CONFIG": os.path.join(root, "ansible.cfg")},
                                        callback="default")
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, cwd=root, env=env, capture_output=True, text=True, check=False)
     if proc.returncode:
         sys.exit("%s %s failed:\n%s" % (path, " ".join(args), (proc.stdout + proc.stderr)[-4000:]))
     return proc.stdout

@@ -11,6 +11,9 @@ Method (printed with the figures):
     connection (`docker exec` into the lab host, what the lab used before; a static inventory with the same host
     name, groups, login user, sudo and group_vars), alternating, SSH first. Medians of the playbook time; ratio
     SSH / docker. Goal: changed=0 and a playbook time of at most 10 s over SSH.
+    The anchor: the same no-op site.yml over SSH from the tree of BENCH_ANCHOR (default: main before the roles
+    took over their operations, issue 17), its own playbooks, roles, modules and lab inventory (`git archive`),
+    in each round before the others. Ratio: this tree / the anchor, over SSH.
 (c) Gateway overhead: a loader on the lab host's loopback sends small non-streamed completions
     (max_tokens 1) over one keep-alive connection each way: through the gateway
     (https://127.0.0.1/llm_api/chat/completions) and direct to the stand-in
@@ -40,6 +43,7 @@ from benchlib import ROOT, labenv, profiled, timings
 import fleet  # noqa: E402  pylint: disable=wrong-import-position,wrong-import-order
 
 RUNS = int(os.environ.get("BENCH_CONNECTION_RUNS", "3"))
+ANCHOR = os.environ.get("BENCH_ANCHOR", "0340f34")
 REQUESTS = int(os.environ.get("BENCH_GATEWAY_REQUESTS", "200"))
 STREAMS = int(os.environ.get("BENCH_STREAMS", "50"))
 
@@ -109,9 +113,19 @@ def docker_inventory(lab, host, folder):
     return folder
 
 
-def site(inventory, name):
+def anchor_tree(folder):
+    """The anchor commit's files in folder (the ansible.cfg, the .collections link and the lab inventory come
+    with them); None if this clone does not have that commit."""
+    archive = subprocess.run(["git", "archive", "--format=tar", ANCHOR], cwd=ROOT, capture_output=True, check=False)
+    if archive.returncode:
+        return None
+    subprocess.run(["tar", "-x", "-C", folder], input=archive.stdout, check=True)
+    return folder
+
+
+def site(inventory, name, root=ROOT):
     """One site.yml run as an operator starts it: (changed, playbook seconds)."""
-    out = profiled(os.path.join(ROOT, "playbooks", "site.yml"), "-i", inventory)
+    out = profiled(os.path.join(root, "playbooks", "site.yml"), "-i", inventory, root=root)
     _ok, changed, seconds = timings(out, name, "site.yml -i " + inventory)
     return changed, seconds
 
@@ -170,10 +184,14 @@ def main():
           % (second["playbook"] / first["playbook"], second["wall"] / first["wall"]))
 
     ssh_inventory = os.path.join(ROOT, "tests", "lab", "inventory")
-    runs = {"ssh": [], "docker": []}
-    with tempfile.TemporaryDirectory() as folder:
+    runs = {"anchor": [], "ssh": [], "docker": []}
+    with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as old:
         inventories = {"ssh": ssh_inventory, "docker": docker_inventory(lab, host, folder)}
+        anchor = anchor_tree(old)
         for _round in range(RUNS):
+            if anchor:
+                runs["anchor"].append(site(os.path.join(anchor, "tests", "lab", "inventory"), host["inventory_name"],
+                                           root=anchor))
             for kind in ("ssh", "docker"):
                 runs[kind].append(site(inventories[kind], host["inventory_name"]))
     print("\n(b) no-op site.yml, %d runs each way, alternating" % RUNS)
@@ -186,6 +204,14 @@ def main():
     unchanged = all(c == 0 for kind in runs for c, _t in runs[kind]) and second["changed"] == 0
     print("  ratio SSH / docker: %.2f; goal changed=0 and <= 10 s over SSH: %s" % (
         medians["ssh"] / medians["docker"], "met" if unchanged and medians["ssh"] <= 10 else "NOT met"))
+    if runs["anchor"]:
+        anchor_median = statistics.median(t for _c, t in runs["anchor"])
+        print("  anchor %s over SSH: playbook %s s   median %5.1f s   changed %s" % (
+            ANCHOR, " ".join("%5.1f" % t for _c, t in runs["anchor"]), anchor_median,
+            sorted(set(c for c, _t in runs["anchor"]))))
+        print("  ratio this tree / anchor, over SSH: %.2f" % (medians["ssh"] / anchor_median))
+    else:
+        print("  anchor %s: not in this clone's history, no ratio" % ANCHOR)
 
     times = load(lab)
     ms = {mode: {kind: [t * 1000 for t in v] for kind, v in kinds.items()} for mode, kinds in times.items()}

@@ -282,6 +282,39 @@ def test_check_mode_and_diff(service, app_images):
     assert len(service.history()["deployments"]) == 1, "check mode records nothing"
 
 
+def test_check_mode_with_inputs_changed_reads_no_env_file(service, app_images, tmp_path):
+    """A role's env file task changed in check mode, so it wrote nothing: the file on the host is missing (a new
+    host) or the old one. With inputs_changed the rollout reads neither and says what the real run would do."""
+    missing = str(tmp_path / "not-written-yet.env")
+    check = ["--check", "--diff"]
+    fresh = service.run(image=app_images["v1"], env_files=[missing], inputs_changed=True, play_args=check)
+    assert fresh.rc == 0, fresh.output
+    assert fresh.task()["changed"] is True and "would be deployed" in fresh.task()["msg"], fresh.output
+    assert not os.path.exists(service.state_dir) and service.containers() == []
+    # Such a host may not even have Docker yet (the run would install it): the module does not ask it.
+    nowhere = service.run(image=app_images["v1"], env_files=[missing], inputs_changed=True, play_args=check,
+                          docker_host="unix:///nonexistent/docker.sock")
+    assert nowhere.rc == 0 and nowhere.task()["changed"] is True, nowhere.output
+
+    first = service.run(image=app_images["v1"])
+    assert first.rc == 0, first.output
+    before = service.snapshot()
+    # The env file as it is (the old one): by itself a no-op, but the caller says an input changed.
+    assert service.run(image=app_images["v1"], play_args=check).task()["changed"] is False
+    for env_files in ([str(service.env_file)], [missing]):
+        res = service.run(image=app_images["v1"], env_files=env_files, inputs_changed=True, play_args=check)
+        assert res.rc == 0, res.output
+        task = res.task()
+        assert task["changed"] is True and "would be rolled out again: its inputs changed" in task["msg"]
+        assert "would be rolled out again" in task["diff"]["after"] and task["spec_hash"] is None
+        assert any("would be rolled out again" in line for line in task["phases"])
+        assert service.secret not in res.output
+    assert service.snapshot() == before and len(service.history()["deployments"]) == 1, "check mode changes nothing"
+    # Outside check mode the spec hash decides: the env file did not change, so neither does the container.
+    real = service.run(image=app_images["v1"], inputs_changed=True)
+    assert real.rc == 0 and real.task()["changed"] is False and "msg" not in real.task(), real.output
+
+
 def present(image_id):
     return subprocess.run(["docker", "image", "inspect", image_id], capture_output=True, check=False).returncode == 0
 

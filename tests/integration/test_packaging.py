@@ -4,8 +4,14 @@ empty collections path, and plays run from there, never from the checkout.
 Each ansible command here gets a HOME, an ansible.cfg and a working folder of its own under a temporary
 folder: collections_path names only the folder the tarball was installed into, so neither the checkout's
 .collections link nor ~/.ansible can supply llmstack.deploy. amazon.aws and community.docker come from the
-venv's `ansible` package (Galaxy is out of reach; --no-deps)."""
+venv's `ansible` package (Galaxy is out of reach; --no-deps).
+
+The execution environment (meta/execution-environment.yml): `ansible-builder create` makes the build context of an
+EE that installs the built tarball, and the two stages of its Containerfile that matter here run on this machine
+as the file has them (the galaxy install, then the builder's introspect.py over the installed collections): what
+they write for pip and bindep is what the collection declares. No image is pulled or built."""
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -13,6 +19,7 @@ import tarfile
 import uuid
 
 import pytest
+import yaml
 
 import labenv
 from helpers import copy_checkout
@@ -23,6 +30,8 @@ MODULES = sorted(f for f in os.listdir(os.path.join(ROOT, "plugins", "modules"))
 ROLES = sorted(r for r in os.listdir(os.path.join(ROOT, "roles"))
                if os.path.isfile(os.path.join(ROOT, "roles", r, "meta", "argument_specs.yml")))
 PLAYBOOKS = sorted(f for f in os.listdir(os.path.join(ROOT, "playbooks")) if f.endswith(".yml"))
+with open(os.path.join(ROOT, "meta", "execution-environment.yml"), encoding="utf-8") as _f:
+    EE_DEPENDENCIES = yaml.safe_load(_f)["dependencies"]
 NOT_SHIPPED = ("tests/", "molecule/", ".github/", ".ci/", ".collections/", ".ansible/", ".pytest_cache/")
 
 
@@ -71,7 +80,8 @@ def content_problems(names):
     """What the built collection lacks or should not hold, as messages naming the path."""
     found = []
     wanted = (["plugins/modules/" + m for m in MODULES] + ["roles/%s/meta/argument_specs.yml" % r for r in ROLES]
-              + ["playbooks/" + p for p in PLAYBOOKS] + ["meta/runtime.yml", "MANIFEST.json"])
+              + ["playbooks/" + p for p in PLAYBOOKS] + ["meta/runtime.yml", "MANIFEST.json"]
+              + ["meta/execution-environment.yml"] + sorted(EE_DEPENDENCIES.values()))
     found += ["missing: %s" % name for name in wanted if name not in names]
     found += ["shipped: %s" % name for name in sorted(names)
               if name.startswith(NOT_SHIPPED) or "/__pycache__/" in name or name.endswith(".pyc")]
@@ -171,3 +181,106 @@ def test_a_broken_build_is_caught(tmp_path, lab, prefix, put):
     assert res.returncode != 0, res.stdout + res.stderr
     assert "couldn't resolve module/action 'llmstack.deploy.ssm_env_file'" in res.stderr, res.stdout + res.stderr
     assert not out.exists()
+
+
+# The execution environment.
+
+EE_DEFINITION = """---
+version: 3
+images:
+  base_image:
+    name: ee-base.invalid/ee-minimal:latest
+dependencies:
+  galaxy:
+    collections:
+      - name: collections/%(tarball)s
+        type: file
+additional_build_files:
+  - src: %(src)s
+    dest: collections
+"""
+# The Containerfile lines replayed below (ansible-builder 3.x), so a builder that changes them fails here first.
+GALAXY_STAGE = ("COPY _build /build", "WORKDIR /build")
+GALAXY_INSTALL = re.compile(r'^RUN .*ansible-galaxy collection install \S* ?-r requirements\.yml '
+                            r'--collections-path "(?P<path>[^"]+)"$', re.M)
+INTROSPECT = re.compile(r"^RUN \$PYCMD /output/scripts/introspect\.py introspect "
+                        r"--write-bindep=(?P<bindep>\S+) --write-pip=(?P<pip>\S+)$", re.M)
+
+
+def declared(kind):
+    """The requirement lines of the collection's python or system file, as ansible-builder reads them."""
+    with open(os.path.join(ROOT, EE_DEPENDENCIES[kind]), encoding="utf-8") as f:
+        return [re.sub(r"\s+#.*$", "", ln.strip()) for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+
+
+def ee_context(tarball, where):
+    """`ansible-builder create` for an EE holding `tarball`, in a sandbox of its own at `where` (no collection
+    installed anywhere it looks, as in the image): (the sandbox, the context folder, its Containerfile)."""
+    sandbox = Sandbox(where)
+    definition = where / "execution-environment.yml"
+    definition.write_text(EE_DEFINITION % {"tarball": os.path.basename(tarball), "src": tarball})
+    context = where / "context"
+    res = sandbox.run(["ansible-builder", "create", "--context", str(context), "--output-filename", "Containerfile",
+                       "-f", str(definition)])
+    assert res.returncode == 0, res.stdout + res.stderr
+    return sandbox, context, (context / "Containerfile").read_text()
+
+
+def ee_stages(sandbox, context, containerfile):
+    """The Containerfile's galaxy stage (the collection installed from the context's requirements.yml, --no-deps:
+    Galaxy is out of reach) and its builder stage's introspection, under the sandbox's image/ instead of the
+    image's root: (introspect's result, the collections folder, the pip file, the bindep file)."""
+    where = sandbox.base / "image"
+    for line in GALAXY_STAGE:
+        assert line in containerfile.splitlines(), containerfile
+    install, introspect = GALAXY_INSTALL.search(containerfile), INTROSPECT.search(containerfile)
+    assert install and introspect, containerfile
+    collections = where / install.group("path").lstrip("/")
+    res = sandbox.run(["ansible-galaxy", "collection", "install", "--no-deps", "-r", "requirements.yml",
+                       "--collections-path", str(collections)], cwd=context / "_build")
+    assert res.returncode == 0, res.stdout + res.stderr
+    pip, bindep = where / introspect.group("pip").lstrip("/"), where / introspect.group("bindep").lstrip("/")
+    res = sandbox.run(["python", str(context / "_build" / "scripts" / "introspect.py"), "introspect", str(collections),
+                       "--write-bindep=%s" % bindep, "--write-pip=%s" % pip])
+    return res, collections, pip, bindep
+
+
+def test_an_execution_environment_gets_the_collection_s_dependencies(installed, tmp_path):
+    """ansible-builder finds meta/execution-environment.yml in the installed tarball and the files it names: the
+    pip and bindep files of the EE's builder stage hold exactly the collection's lines."""
+    _sandbox, tarball, _dest = installed
+    sandbox, context, containerfile = ee_context(tarball, tmp_path / "ee")
+    copied = context / "_build" / "collections" / os.path.basename(tarball)
+    assert copied.is_file() and copied.read_bytes() == open(tarball, "rb").read()
+    with open(str(context / "_build" / "requirements.yml"), encoding="utf-8") as f:
+        assert yaml.safe_load(f) == {"collections": [{"name": "collections/" + os.path.basename(tarball),
+                                                      "type": "file"}]}
+
+    res, collections, pip, bindep = ee_stages(sandbox, context, containerfile)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (collections / "ansible_collections" / "llmstack" / "deploy" / "meta" / "execution-environment.yml").is_file()
+    python, system = declared("python"), declared("system")
+    assert {"boto3", "botocore", "docker"} <= set(re.split(r"[<>=!~ \[;]", line)[0] for line in python), python
+    assert system, "no system requirement declared"
+    assert pip.read_text().splitlines() == ["%s  # from collection llmstack.deploy" % line for line in python]
+    assert bindep.read_text().splitlines() == ["%s  # from collection llmstack.deploy" % line for line in system]
+
+
+def test_dependency_files_left_out_of_the_build_are_caught(tmp_path):
+    """A copy of the repo whose build_ignore drops meta/ee-*.txt: the content check names them, and the EE's
+    introspection stops on the missing file instead of building an image without the libraries."""
+    source = copy_checkout(tmp_path / "src")
+    galaxy = source / "galaxy.yml"
+    text = galaxy.read_text()
+    galaxy.write_text(text.replace("build_ignore:\n", "build_ignore:\n  - meta/ee-*.txt\n", 1))
+    assert galaxy.read_text() != text
+    sandbox = Sandbox(tmp_path / "sandbox")
+    tarball = sandbox.build(source)
+    problems = content_problems(members(tarball))
+    assert problems == ["missing: %s" % path for path in sorted(EE_DEPENDENCIES.values())], problems
+
+    sandbox, context, containerfile = ee_context(tarball, tmp_path / "ee")
+    res, _collections, pip, _bindep = ee_stages(sandbox, context, containerfile)
+    assert res.returncode != 0, res.stdout + res.stderr
+    assert "Expected requirements file not present" in res.stdout + res.stderr, res.stdout + res.stderr
+    assert not pip.exists()

@@ -201,6 +201,32 @@ def test_mode_owner_group(play, put, prefix, tmp_path):
     assert res.rc != 0 and "no-such-user-xyz" in res.task()["msg"]
 
 
+def test_missing_folders_are_created_0750_but_not_in_check_mode(play, put, prefix, tmp_path):
+    secret = "pw-" + uuid.uuid4().hex
+    put({prefix + "/a": (secret, "SecureString")})
+    dest = tmp_path / "etc" / "llmstack" / "app.env"
+    args = dict(path=str(dest), paths=[prefix])
+
+    check = play.run([task(**args)], args=["--check", "--diff"], callback="default")
+    assert check.rc == 0, check.output
+    assert "changed: [" in check.output
+    assert not (tmp_path / "etc").exists(), "check mode created the folder"
+    # One diff entry for each folder it would create, as ansible.builtin.file shows one.
+    assert check.output.count("+    state: directory") == 2 and str(tmp_path / "etc" / "llmstack") in check.output
+
+    res = play.run([task(**args)])
+    assert res.rc == 0, res.output
+    assert read_env(str(dest)) == {"A": secret} and stat.S_IMODE(dest.stat().st_mode) == 0o600
+    for folder in (tmp_path / "etc", tmp_path / "etc" / "llmstack"):
+        st = folder.stat()
+        assert stat.S_IMODE(st.st_mode) == 0o750 and (st.st_uid, st.st_gid) == (0, 0), folder
+    assert play.run([task(**args)]).task()["changed"] is False
+
+    other = tmp_path / "switch" / "svc.env"
+    assert play.run([task(path=str(other), paths=[prefix], folder_mode="0755")]).rc == 0
+    assert stat.S_IMODE((tmp_path / "switch").stat().st_mode) == 0o755
+
+
 def test_required_keys_missing_leaves_file(play, put, prefix, tmp_path):
     put({prefix + "/db_host": "h"})
     dest = tmp_path / "req.env"

@@ -65,3 +65,18 @@ def test_missing_parameter_is_named_and_nothing_is_written(run, prefix, tmp_path
     assert res.rc != 0
     assert prefix + "/no_such_cert" in res.task()["msg"] and str(dest) in res.task()["msg"]
     assert not dest.exists()
+
+
+def test_missing_folder_is_created_and_not_in_check_mode(run, put, prefix, tmp_path):
+    put({prefix + "/password": ("pw-" + uuid.uuid4().hex, "SecureString")})
+    dest = tmp_path / "postgres" / "password"
+    args = dict(path=str(dest), name=prefix + "/password", folder_mode="0700")
+
+    check = run(args, args=["--check"])
+    assert check.rc == 0, check.output
+    assert check.task()["changed"] is True and not dest.parent.exists(), "check mode created the folder"
+
+    res = run(args)
+    assert res.rc == 0, res.output
+    assert stat.S_IMODE(dest.parent.stat().st_mode) == 0o700 and stat.S_IMODE(dest.stat().st_mode) == 0o600
+    assert run(args).task()["changed"] is False

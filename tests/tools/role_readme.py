@@ -13,8 +13,8 @@ everything else in the README is left alone.
 Errors (exit 1, in both modes): a variable in `defaults/main.yml` that no entry point of the spec lists, an
 option that `defaults/main.yml` does not set (unless the spec marks it `required`), an option without a
 description, two options of one entry point sharing one description (a comment written for a group of
-variables, copied to each). A spec `default` that differs from `defaults/main.yml` is an error: ansible-doc shows the spec's,
-the role uses the file's.
+variables, copied to each). A `default` in the spec is an error: `defaults/main.yml` is the only source of a role's
+defaults (a copy in the spec drifts; ansible-doc would show the spec's while the role uses the file's).
 """
 import argparse
 import difflib
@@ -138,9 +138,9 @@ def render(role_dir):
         if name in defaults:
             written, value = defaults[name]
             default = code(written)
-            if "default" in option and option["default"] != value:
-                errors.append("%s: the spec's default %r is not defaults/main.yml's %s"
-                              % (name, option["default"], written))
+            if "default" in option:
+                errors.append("%s: the spec has a default (%r): defaults/main.yml is the only source of defaults"
+                              % (name, option["default"]))
         elif option.get("required"):
             default = "required"
         else:
@@ -246,7 +246,7 @@ def main(argv=None):
     parser.add_argument("roles", nargs="*", help="role names (default: every role in --roles-dir)")
     args = parser.parse_args(argv)
     roles = args.roles or sorted(r for r in os.listdir(args.roles_dir)
-                                 if os.path.isdir(os.path.join(args.roles_dir, r, "meta")))
+                                 if os.path.isfile(os.path.join(args.roles_dir, r, "meta", "argument_specs.yml")))
     status = 0
     for role in roles:
         status |= process(os.path.join(args.roles_dir, role), args.write)

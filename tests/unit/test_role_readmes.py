@@ -101,6 +101,17 @@ def test_a_variable_missing_from_the_defaults_is_an_error(role_copy):
             in res.stderr), res.stderr
 
 
+def test_a_default_in_the_spec_is_an_error(role_copy):
+    """defaults/main.yml is the only source of a role's defaults: a copy in the spec is refused, even an equal one."""
+    roles, role = role_copy
+    edit(role / "meta" / "argument_specs.yml", "        description: Docker's daemon config file.\n",
+         "        description: Docker's daemon config file.\n        default: /etc/docker/daemon.json\n")
+    res = run("--check", "--roles-dir", str(roles))
+    assert res.returncode == 1
+    assert ("docker_host_daemon_config_path: the spec has a default ('/etc/docker/daemon.json'): defaults/main.yml "
+            "is the only source of defaults") in res.stderr, res.stderr
+
+
 def test_a_missing_description_is_an_error(role_copy):
     roles, role = role_copy
     edit(role / "meta" / "argument_specs.yml", "        description: Docker's daemon config file.\n", "")

@@ -158,7 +158,11 @@ def tasks(data, host=INVENTORY_NAME):
 
 
 def result(data, name, host=INVENTORY_NAME):
+    """The result of the task called name; of a task that ran more than once (a role's entry point included by two
+    loops, e.g. rollback.yml's dry-run pass and its rollback pass), the one run that was not skipped."""
     found = [r for n, r in tasks(data, host) if n == name]
+    if len(found) > 1:
+        found = [r for r in found if not r.get("skipped")]
     assert len(found) == 1, "%s: %s" % (name, [n for n, _r in tasks(data, host)])
     return found[0]
 

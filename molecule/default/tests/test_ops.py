@@ -209,8 +209,8 @@ def test_rollout_status_and_rollback(host, host_ip, tags, restore_tag):  # pylin
     finally:
         answers = poller.stop()
     assert rc == 0, out[-3000:]
-    assert result(data, "Say what is rolled out")["msg"] == {
-        "agent_service": lab("LAB_IMAGE_AGENT_SERVICE").rsplit(":", 1)[0] + ":" + other}
+    assert result(data, "Say what is rolled out")["msg"] == {"agent_service": other}
+    assert result(data, "Roll out the container")["image"] == lab("LAB_IMAGE_AGENT_SERVICE").rsplit(":", 1)[0] + ":" + other
     assert [a for a in answers if a[0] != 200] == [] and len(answers) >= 4, answers
     assert served_version(host_ip) == other
     now = current(host)
@@ -242,7 +242,7 @@ def test_rollout_status_and_rollback(host, host_ip, tags, restore_tag):  # pylin
         assert pull.rc != 0 and "connection refused" in pull.stderr, pull.stderr
         rc, data, out = playbook("rollback.yml", "-e", "service=agent_service")
     assert rc == 0, out[-3000:]
-    rolled = result(data, "Roll the agent service and the gateway back")["results"][0]
+    rolled = result(data, "Roll the agent service back to its previous deployment")
     assert rolled["changed"] and rolled["rollback"]["from"] == now["seq"]
     assert rolled["digest_ref"].endswith(old_digest) and rolled["image"].endswith(":" + deployed)
     assert not any("resolving" in phase for phase in rolled["phases"]), rolled["phases"]

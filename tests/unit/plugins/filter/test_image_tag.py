@@ -21,6 +21,7 @@ DIGEST = "sha256:" + "6730589a4957740233e5f24ef8d2140d2f28f59b26ccf0df60f6a12004
     # Docker Hub short names stay short.
     ("vllm/vllm-openai:v0.33.0", "v0.34.0", "vllm/vllm-openai:v0.34.0"),
     ("postgres", "16.13-bookworm", "postgres:16.13-bookworm"),
+    ("nginx:1.27", "1.27.4", "nginx:1.27.4"),
     ("docker.io/library/nginx:1.27.3", "1.27.4", "docker.io/library/nginx:1.27.4"),
     # A digest as the new "tag" pins the image.
     ("ghcr.io/org/agent:1.0.0", DIGEST, "ghcr.io/org/agent@" + DIGEST),
@@ -34,11 +35,6 @@ def test_retag(image, tag, expected):
 
 def test_a_number_is_a_tag():
     assert f.image_tag("ghcr.io/org/agent:1", 2) == "ghcr.io/org/agent:2"
-
-
-def test_split_image_keeps_port_tag_and_digest_apart():
-    assert f.split_image("host:5443/a/b") == ("host:5443/a/b", None, None)
-    assert f.split_image("host:5443/a/b:1.0@" + DIGEST) == ("host:5443/a/b", "1.0", DIGEST)
 
 
 @pytest.mark.parametrize("image,tag,message", [
@@ -55,6 +51,7 @@ def test_split_image_keeps_port_tag_and_digest_apart():
     ("ghcr.io/org/Agent:1.0", "1.0", "repository 'org/Agent' is not valid"),
     ("ghcr.io/org/agent:bad:tag", "1.0", "is not a valid tag"),
     ("bad_host!:5000/app", "1.0", "is not a registry host"),
+    ("Nginx:1.27", "1.28", "repository 'Nginx' is not valid"),
 ])
 def test_bad_input_is_an_error_naming_it(image, tag, message):
     with pytest.raises(AnsibleFilterError, match="image_tag: .*" + message.replace("(", r"\(").replace(")", r"\)")):
@@ -62,4 +59,17 @@ def test_bad_input_is_an_error_naming_it(image, tag, message):
 
 
 def test_filter_is_registered_under_its_name():
-    assert f.FilterModule().filters() == {"image_tag": f.image_tag}
+    assert f.FilterModule().filters() == {"image_tag": f.image_tag, "image_version": f.image_version}
+
+
+@pytest.mark.parametrize("image, version", [
+    ("docker.io/library/nginx:1.27.3", "1.27.3"),
+    ("nginx:1.27.3-bookworm", "1.27.3"),
+    ("host:5443/llmstack-lab/nginx:1.22", "1.22"),
+    ("vllm/vllm-openai:v0.33.0", "0.33.0"),
+    ("nginx:mainline", ""),
+    ("nginx", ""),
+    ("nginx@sha256:" + "a" * 64, ""),
+])
+def test_image_version(image, version):
+    assert f.image_version(image) == version

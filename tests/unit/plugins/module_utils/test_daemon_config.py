@@ -1,10 +1,12 @@
 import json
 import os
+import socket
 import stat
+import threading
 
 import pytest
 
-from ansible_collections.llmstack.deploy.plugins.module_utils import daemon_config as dc, envfile
+from ansible_collections.llmstack.deploy.plugins.module_utils import daemon_config as dc, managed_file
 
 # What `nvidia-ctk runtime configure --runtime=docker` leaves in daemon.json.
 NVIDIA = {"runtimes": {"nvidia": {"args": [], "path": "nvidia-container-runtime"}}, "default-runtime": "nvidia"}
@@ -135,13 +137,99 @@ def test_dockerd_validate_refusal_is_an_error():
 
 def test_read_and_write_atomic_keep_attributes(tmp_path):
     path = str(tmp_path / "daemon.json")
-    assert envfile.read(path) == (None, None)
-    envfile.write_atomic(path, dc.render(ROLE), mode=0o644)
-    data, st = envfile.read(path)
+    assert managed_file.read(path) == (None, None)
+    managed_file.write_atomic(path, dc.render(ROLE), mode=0o644)
+    data, st = managed_file.read(path)
     assert json.loads(data) == ROLE
     assert stat.S_IMODE(st.st_mode) == 0o644
     os.chmod(path, 0o600)
-    envfile.write_atomic(path, dc.render(NVIDIA), mode=0o600)
-    data, st = envfile.read(path)
+    managed_file.write_atomic(path, dc.render(NVIDIA), mode=0o600)
+    data, st = managed_file.read(path)
     assert json.loads(data) == NVIDIA and stat.S_IMODE(st.st_mode) == 0o600
     assert os.listdir(str(tmp_path)) == ["daemon.json"], "no temp file is left behind"
+
+
+# ------------------------------------------------------------------------------ restart
+
+def recorder(answers):
+    """A run_command that records each argv and answers (rc, out, err) from answers, by the argv's verb."""
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        return answers.get(argv[1], (0, "", ""))
+    return run, calls
+
+
+def test_restart_daemon_clears_the_start_limit_first():
+    run, calls = recorder({})
+    assert dc.restart_daemon(run) == (True, "docker.service restarted")
+    assert calls == [["systemctl", "reset-failed", "docker.service"], ["systemctl", "restart", "docker.service"]]
+
+
+def test_restart_daemon_goes_on_when_reset_failed_fails():
+    # reset-failed exits 1 when the unit has nothing to reset (or is unknown): the restart decides.
+    run, calls = recorder({"reset-failed": (1, "", "Unit docker.service not loaded.\n")})
+    assert dc.restart_daemon(run)[0] is True
+    assert [argv[1] for argv in calls] == ["reset-failed", "restart"]
+
+
+def test_restart_daemon_failure_names_the_command_and_systemd_s_words():
+    run, _calls = recorder({"restart": (1, "", "Job for docker.service failed because the control process exited.\n")})
+    ok, message = dc.restart_daemon(run)
+    assert ok is False
+    assert message == ("systemctl restart docker.service failed (rc 1): "
+                       "Job for docker.service failed because the control process exited.")
+    run, _calls = recorder({"restart": (5, "Unit docker.service not found.\n", "")})
+    assert dc.restart_daemon(run) == (False, "systemctl restart docker.service failed (rc 5): Unit docker.service not found.")
+
+
+def test_wait_for_daemon_returns_once_it_answers():
+    slept, answers = [], iter([False, False, True])
+    assert dc.wait_for_daemon(lambda: next(answers), 60, sleep=slept.append, clock=lambda: sum(slept)) is True
+    assert slept == [0.5, 0.5]
+
+
+def test_wait_for_daemon_gives_up_at_the_timeout():
+    slept, pings = [], []
+    assert dc.wait_for_daemon(lambda: pings.append(sum(slept)), 5, sleep=slept.append, clock=lambda: sum(slept)) is False
+    assert sum(slept) == 5.0 and len(pings) == 11
+
+
+@pytest.fixture
+def fake_dockerd(tmp_path):
+    """A unix socket answering each connection with the next of `replies` (None: close without a word)."""
+    path = str(tmp_path / "docker.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(path)
+    server.listen(4)
+    replies, requests = [], []
+
+    def serve():
+        while True:
+            try:
+                conn, _addr = server.accept()
+            except OSError:
+                return
+            with conn:
+                requests.append(conn.recv(1024))
+                reply = replies.pop(0) if replies else None
+                if reply:
+                    conn.sendall(reply)
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    yield path, replies, requests
+    server.close()
+
+
+def test_ping_socket_wants_a_200_from_ping(fake_dockerd):
+    path, replies, requests = fake_dockerd
+    replies.extend([b"HTTP/1.1 200 OK\r\nApi-Version: 1.45\r\n\r\nOK", b"HTTP/1.1 500 Internal Server Error\r\n\r\n", None])
+    assert dc.ping_socket(path, timeout=2) is True
+    assert requests[0].startswith(b"GET /_ping HTTP/1.0\r\n")
+    assert dc.ping_socket(path, timeout=2) is False
+    assert dc.ping_socket(path, timeout=2) is False
+
+
+def test_ping_socket_without_a_daemon_is_false(tmp_path):
+    assert dc.ping_socket(str(tmp_path / "nothing.sock"), timeout=1) is False

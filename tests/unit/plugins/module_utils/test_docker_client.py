@@ -78,3 +78,50 @@ def test_the_bind_error_names_the_address_the_stale_proxy_holds():
     error = ("driver failed programming external connectivity on endpoint agent_service-green (1ed9): "
              "Bind for 127.0.0.1:8102 failed: port is already allocated")
     assert dc.BIND_FAILED.search(error).groups() == ("127.0.0.1", "8102")
+
+
+class Daemon:
+    """A client whose daemon answers info() and ping() (after `down` failed pings); run records systemctl calls."""
+
+    def __init__(self, live_restore=True, rc=0, down=0):
+        self.live_restore, self.rc, self.down, self.calls = live_restore, rc, down, []
+
+    def info(self):
+        return {"LiveRestoreEnabled": self.live_restore}
+
+    def ping(self):
+        if self.down:
+            self.down -= 1
+            raise requests.exceptions.ConnectionError("not yet")
+        return True
+
+    def run(self, argv):
+        self.calls.append(argv)
+        return (self.rc, "", "Job for docker.service failed") if argv[1] == "restart" else (0, "", "")
+
+
+def restart(daemon, base_url="unix:///var/run/docker.sock"):
+    lines, slept = [], []
+    done = dc.restart_to_free_port(daemon, base_url, daemon.run, "port 8001 held", lines.append, sleep=slept.append)
+    return done, lines, slept
+
+
+def test_a_stale_port_restarts_a_live_restore_daemon_and_waits_for_it():
+    daemon = Daemon(down=2)
+    done, lines, slept = restart(daemon)
+    assert done is True and slept == [1, 1]
+    assert daemon.calls == [["systemctl", "reset-failed", "docker.service"], ["systemctl", "restart", "docker.service"]]
+    assert "restarting the Docker daemon (live-restore keeps every container running): port 8001 held" in lines
+
+
+@pytest.mark.parametrize("daemon,base_url", [(Daemon(live_restore=False), "unix:///var/run/docker.sock"),
+                                             (Daemon(), "tcp://10.0.0.5:2376")], ids=["no-live-restore", "remote"])
+def test_a_daemon_without_live_restore_or_remote_is_left_to_the_operator(daemon, base_url):
+    assert restart(daemon, base_url) == (False, [], [])
+    assert daemon.calls == []
+
+
+def test_a_failed_restart_says_so_with_the_reason():
+    with pytest.raises(dc.DockerError, match=r"port 8001 held; restarting Docker failed too: systemctl restart "
+                                             r"docker.service failed \(rc 1\): Job for docker.service failed"):
+        restart(Daemon(rc=1))

@@ -1,6 +1,3 @@
-import os
-import stat
-
 import pytest
 
 from ansible_collections.llmstack.deploy.plugins.module_utils import envfile
@@ -66,23 +63,6 @@ def test_redacted_view_never_shows_values():
     assert "hunter2" not in view
     assert "PASSWORD=<redacted> (changed)" in view
     assert "# mode: 0600" in view
-
-
-def test_write_atomic_mode_and_replace(tmp_path):
-    target = tmp_path / "app.env"
-    target.write_text("OLD=1\n")
-    os.chmod(str(target), 0o644)
-    envfile.write_atomic(str(target), "NEW=2\n", mode=0o640)
-    assert target.read_text() == "NEW=2\n"
-    assert stat.S_IMODE(target.stat().st_mode) == 0o640
-    # no temp file left behind
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["app.env"]
-
-
-def test_write_atomic_missing_folder_is_named(tmp_path):
-    missing = tmp_path / "nope" / "app.env"
-    with pytest.raises(envfile.EnvFileError, match="nope"):
-        envfile.write_atomic(str(missing), "A=1\n")
 
 
 # ------------------------------------------------- parse: what `docker run --env-file` does

@@ -143,3 +143,15 @@ def test_a_gateway_not_listening_is_named_by_its_url(keys_file):
     assert "route /llm_api/ (upstream llm) answered GET http://127.0.0.1:9/llm_api/models: not listening" \
         in str(failed.value)
     assert not [k for k in KEYS.values() if k in str(failed.value)]
+
+
+def test_live_slot_names_the_switch_files_upstream(tmp_path):
+    up = {"name": "agent_service", "blue": "127.0.0.1:8101", "green": "127.0.0.1:8102"}
+    assert gateway_check.live_slot(up, str(tmp_path)) == "no switch file yet"
+    (tmp_path / "agent_service.live").write_text("agent_service_blue\n")
+    assert gateway_check.live_slot(up, str(tmp_path)) == "agent_service_blue"
+    (tmp_path / "agent_service.live").write_text("\n")
+    assert gateway_check.live_slot(up, str(tmp_path)) is None
+    # A plain upstream (servers) has no switch file; nor is there one without a switch folder.
+    assert gateway_check.live_slot({"name": "llm", "servers": ["10.0.0.5:8000"]}, str(tmp_path)) is None
+    assert gateway_check.live_slot(up, None) is None

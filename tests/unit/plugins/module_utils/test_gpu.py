@@ -3,6 +3,7 @@ real tool's format (--format=csv,noheader,nounits); the lab's GPU hosts run the 
 import pytest
 
 from ansible_collections.llmstack.deploy.plugins.module_utils import gpu
+from test_rollout import Clock  # the fake clock of the health loop's tests
 
 GPUS = "0, GPU-5c1f0e0a-1111-2222-3333-444455556666\n1, GPU-9d2e1b7c-aaaa-bbbb-cccc-ddddeeeeffff\n"
 APPS = "4242, GPU-9d2e1b7c-aaaa-bbbb-cccc-ddddeeeeffff, 20480\n77, GPU-5c1f0e0a-1111-2222-3333-444455556666, 512\n"
@@ -53,3 +54,48 @@ def test_unknown_device_and_failing_driver_are_clear_errors():
 def test_run_command_reports_a_missing_binary():
     rc, _out, err = gpu.run_command(["/nonexistent/nvidia-smi"])
     assert rc == 127 and err
+
+
+def guard(run, gpus="all", local=True):
+    clock = Clock()
+    return gpu.GpuGuard(run, gpus, local, "vllm", sleep=clock.sleep, clock=clock), clock
+
+
+def test_guard_asks_nothing_without_gpus_or_for_a_remote_daemon():
+    run = smi()
+    assert guard(run, gpus=None)[0].holders() == [] and guard(run, local=False)[0].holders() == []
+    assert run.calls == []
+
+
+def test_guard_before_anything_is_touched_ignores_the_service_own_container():
+    guard(smi(), {"device_ids": ["1"]})[0].check_free(own_pids=["4242"])
+    with pytest.raises(gpu.GpuError, match=r"gpus: pid 4242 \(GPU 1, 20480 MiB\) hold the GPUs vllm would use"):
+        guard(smi(), {"device_ids": ["1"]})[0].check_free(own_pids=["77"])
+
+
+class Releasing:
+    """nvidia-smi as a stopped container's VRAM is released: APPS for the first `busy` queries, then nothing."""
+
+    def __init__(self, busy):
+        self.busy, self.queries = busy, 0
+
+    def __call__(self, argv):
+        if argv[1].startswith("--query-gpu="):
+            return 0, GPUS, ""
+        self.queries += 1
+        return 0, APPS if self.queries <= self.busy else "", ""
+
+
+def test_guard_waits_until_the_gpus_are_released():
+    lines = []
+    g, clock = guard(Releasing(busy=3))
+    g.wait_free(60, lines.append)
+    assert clock.t == 3 and len(lines) == 3 and "pid 4242 (GPU 1, 20480 MiB)" in lines[0]
+
+
+def test_guard_gives_up_after_the_timeout_naming_the_pids():
+    g, clock = guard(Releasing(busy=99))
+    with pytest.raises(gpu.GpuError, match="pid 4242 .* still hold the GPUs 5s after the old container stopped; "
+                                           "a new vllm would fail"):
+        g.wait_free(5, lambda line: None)
+    assert clock.t == 5

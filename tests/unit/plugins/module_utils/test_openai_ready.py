@@ -1,4 +1,4 @@
-"""rollout's vLLM readiness (Health kind openai) and the drain gauges, against the vLLM stand-in server
+"""The vLLM readiness (probe.Health kind openai) and the drain gauges, against the vLLM stand-in server
 run as a local process (the same server the lab image runs, with vLLM 0.33.0's command line)."""
 import json
 import os
@@ -11,7 +11,7 @@ from urllib.request import Request, urlopen
 
 import pytest
 
-from ansible_collections.llmstack.deploy.plugins.module_utils import probe, rollout
+from ansible_collections.llmstack.deploy.plugins.module_utils import probe
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))))
 STANDIN = os.path.join(ROOT, "tests", "images", "vllm-standin", "vllm_standin.py")
@@ -51,7 +51,7 @@ def server():
 
 
 def ready(base, model="lab/echo", key=KEY, timeout=20):
-    h = rollout.Health(kind="openai", url=base, model=model, api_key=key, interval=0.2, timeout=timeout)
+    h = probe.Health(kind="openai", url=base, model=model, api_key=key, interval=0.2, timeout=timeout)
     return h.openai_ready(base)
 
 
@@ -85,8 +85,8 @@ def test_loading_counts_as_still_loading_not_failure(server):
 
         def reload(self):
             pass
-    kind = rollout.Health(kind="openai", url=s.base, model="lab/echo", api_key=KEY, interval=0.2,
-                          timeout=30).wait(Running(), progress.append)
+    kind = probe.Health(kind="openai", url=s.base, model="lab/echo", api_key=KEY, interval=0.2,
+                        timeout=30).wait(Running(), progress.append)
     assert kind == "openai"
     assert progress and "still loading" in progress[0]
 

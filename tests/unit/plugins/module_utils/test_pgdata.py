@@ -39,8 +39,8 @@ def test_major_of(text, major):
     ("docker.io/library/postgres:17", [], ("17", "tag")),
     ("127.0.0.1:5443/llmstack/postgres:15", None, ("15", "tag")),  # the registry's port is not the tag
     ("docker.io/library/postgres:latest", None, (None, None)),
-    ("docker.io/library/postgres@sha256:abcd", None, (None, None)),
-    ("docker.io/library/postgres:16@sha256:abcd", None, ("16", "tag")),
+    ("docker.io/library/postgres@sha256:" + "ab" * 32, None, (None, None)),
+    ("docker.io/library/postgres:16@sha256:" + "ab" * 32, None, ("16", "tag")),
 ])
 def test_image_major(ref, env, expected):
     assert pgdata.image_major(ref, env) == expected

@@ -137,22 +137,52 @@ def test_env_files_errors_name_file_and_line(tmp_path):
         built(env_files=[str(bad)])
 
 
+DIGEST = "sha256:" + "ab" * 32
+
+
 @pytest.mark.parametrize("image,registry,expected", [
-    ("org/app:v1", None, ("ghcr.io/org/app:v1", "ghcr.io")),
+    # Without a host, a reference is Docker Hub's, as Docker reads it (never ghcr.io's).
+    ("vllm/vllm-openai:v0.34.0", None, ("docker.io/vllm/vllm-openai:v0.34.0", "docker.io")),
+    ("nginx:1.27", None, ("docker.io/library/nginx:1.27", "docker.io")),
+    ("org/app", None, ("docker.io/org/app:latest", "docker.io")),
+    ("nginx:1.27", "docker.io", ("docker.io/library/nginx:1.27", "docker.io")),
+    ("docker.io/library/nginx:1.27", "index.docker.io", ("docker.io/library/nginx:1.27", "docker.io")),
+    # An explicit registry goes in front of a reference without a host.
     ("org/app:v1", "127.0.0.1:5443", ("127.0.0.1:5443/org/app:v1", "127.0.0.1:5443")),
+    ("app", "localhost:5000", ("localhost:5000/app", "localhost:5000")),
+    # A reference with a host is taken as it is.
     ("ghcr.io/org/app:1.2", None, ("ghcr.io/org/app:1.2", "ghcr.io")),
     ("ghcr.io/org/app:1.2", "ghcr.io", ("ghcr.io/org/app:1.2", "ghcr.io")),
-    ("localhost/app@sha256:ab", None, ("localhost/app@sha256:ab", "localhost")),
+    ("host:5443/org/app", None, ("host:5443/org/app", "host:5443")),
+    ("localhost/app@" + DIGEST, None, ("localhost/app@" + DIGEST, "localhost")),
 ])
 def test_image_reference_is_never_prefixed_twice(image, registry, expected):
     assert specs.image_reference(image, registry) == expected
+
+
+@pytest.mark.parametrize("image,registry,message", [
+    ("ghcr.io/org/app:v1", "reg.example:5443", "image ghcr.io/org/app:v1 names registry ghcr.io but registry is "
+                                               "reg.example:5443: drop one of them"),
+    ("docker.io/vllm/vllm-openai:v1", "ghcr.io", "names registry docker.io but registry is ghcr.io"),
+    ("org/app:v1", "myregistry", "registry: 'myregistry' is not a registry host[:port]"),
+    ("org/app:v1", "bad_host!:5000", "registry: 'bad_host!:5000' is not a registry host[:port]"),
+    ("Org/App:v1", None, "image: 'Org/App:v1': the repository 'App' is not valid"),
+    ("org/app:-v1", None, "image: 'org/app:-v1': '-v1' is not a valid tag"),
+    ("org/app@sha256:ab", None, "image: 'org/app@sha256:ab': 'sha256:ab' is not a sha256 digest"),
+])
+def test_image_reference_errors_name_the_reference(image, registry, message):
+    with pytest.raises(specs.SpecError) as err:
+        specs.image_reference(image, registry)
+    assert message in str(err.value)
 
 
 @pytest.mark.parametrize("ref,expected", [
     ("ghcr.io/o/app:v1", ("ghcr.io/o/app", "v1", None)),
     ("127.0.0.1:5443/o/app", ("127.0.0.1:5443/o/app", "latest", None)),
     ("127.0.0.1:5443/o/app:v2", ("127.0.0.1:5443/o/app", "v2", None)),
-    ("ghcr.io/o/app@sha256:abc", ("ghcr.io/o/app", None, "sha256:abc")),
+    ("ghcr.io/o/app@" + DIGEST, ("ghcr.io/o/app", None, DIGEST)),
+    # The repository never keeps the tag, so repo@digest is a valid reference.
+    ("ghcr.io/o/app:v1@" + DIGEST, ("ghcr.io/o/app", "v1", DIGEST)),
 ])
 def test_split_reference(ref, expected):
     assert specs.split_reference(ref) == expected

@@ -71,6 +71,32 @@ def test_images_to_keep_are_the_newest_good_ones(tmp_path):
     assert set(history.image_ids()) == {"sha256:v1", "sha256:v2", "sha256:v3", "sha256:v4"}
 
 
+def test_previous_is_the_newest_earlier_one_that_served(tmp_path):
+    history = state.History(str(tmp_path), "svc")
+    first = deploy(history, "v1")
+    assert history.previous(first) is None
+    deploy(history, "v2")
+    failed = deploy(history, "v3", ok=False)
+    assert history.previous(failed)["image"] == "v2"
+    back = deploy(history, "v1", rollback_of=2)
+    # The rolled-back deployment served before the rollback: it counts, a failed one never does.
+    assert history.entry(2)["status"] == "rolled_back" and history.previous(back)["seq"] == 2
+    assert history.previous(history.entry(2))["seq"] == 1
+    pending = history.begin({"image": "v4"})
+    assert history.previous(pending)["seq"] == back["seq"]
+
+
+def test_services_are_the_histories_in_the_folder(tmp_path):
+    assert state.History.services(str(tmp_path / "none")) == []
+    for name in ("vllm", "agent_service"):
+        deploy(state.History(str(tmp_path), name), "v1")
+    state.DeployLog(str(tmp_path), "postgres")("a log without a history")
+    folder = tmp_path / "deployments"
+    for other in (".agent_service.json.x1.tmp", ".hidden.json", "notes.txt", "vllm.json.bad"):
+        (folder / other).write_text("{}")
+    assert state.History.services(str(tmp_path)) == ["agent_service", "vllm"]
+
+
 def test_the_current_deployment_is_never_dropped(tmp_path):
     history = state.History(str(tmp_path), "svc", keep=3)
     deploy(history, "good")

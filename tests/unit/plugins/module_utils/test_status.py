@@ -278,7 +278,8 @@ def test_gpu_failures_and_absence(tmp_path):
 
 @pytest.mark.parametrize("image,tag", [
     ("host:5443/a/b:1.0", "1.0"), ("host:5443/a/b", "latest"), ("host:5443/a/b@" + D1, None),
-    ("ghcr.io/o/a:1.0@" + D1, "1.0"), (None, None)])
+    ("ghcr.io/o/a:1.0@" + D1, "1.0"), ("vllm/vllm-openai:v0.34.0", "v0.34.0"), ("nginx", "latest"), (None, None),
+    ("Bad Reference", None)])  # a damaged history never fails the status
 def test_tag_of(image, tag):
     assert status.tag_of(image) == tag
 

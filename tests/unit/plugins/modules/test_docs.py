@@ -1,6 +1,8 @@
 """Documentation that users read through tools: every module and role renders with ansible-doc (from the
-repo root, where ansible.cfg resolves llmstack.deploy to the checkout), and CHANGELOG.md is exactly what
-antsibull-changelog generates from changelogs/."""
+repo root, where ansible.cfg resolves llmstack.deploy to the checkout), each module's documented options are the
+ones its main() hands AnsibleModule, and CHANGELOG.md is exactly what antsibull-changelog generates from
+changelogs/."""
+import copy
 import filecmp
 import json
 import os
@@ -12,11 +14,13 @@ import sys
 import pytest
 import yaml
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from module_harness import MODULES, ROOT
+
 BIN = os.path.dirname(sys.executable)
-MODULES = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "plugins", "modules"))
-                 if f.endswith(".py") and not f.startswith("_"))
-ROLES = sorted(r for r in os.listdir(os.path.join(ROOT, "roles")) if os.path.isdir(os.path.join(ROOT, "roles", r)))
+# Roles with an argument spec (roles/llmstack has none: a dependency's spec would add a validation task to every
+# role; its README table is checked by tests/unit/test_llmstack_role_readme.py).
+ROLES = sorted(r for r in os.listdir(os.path.join(ROOT, "roles"))
+               if os.path.isfile(os.path.join(ROOT, "roles", r, "meta", "argument_specs.yml")))
 # ansible-doc bolds names (ANSI on a terminal, *name* otherwise) even with ANSIBLE_NOCOLOR.
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -81,6 +85,35 @@ def role_problems(fqcn, entry, spec_file):
     return found
 
 
+def choice_names(choices):
+    """Choices as a list of values (a documented dict of choices is value: description)."""
+    return list(choices) if choices is not None else []
+
+
+def spec_problems(where, documented, spec):
+    """How the documented options (ansible-doc's, doc fragments merged) differ from the argument spec: names,
+    then each option's type, elements, required, default, choices and aliases, then sub-options the same way."""
+    found = []
+    for name in sorted(set(spec) - set(documented)):
+        found.append("%s: option %s is in the argument spec but not documented" % (where, name))
+    for name in sorted(set(documented) - set(spec)):
+        found.append("%s: option %s is documented but not in the argument spec" % (where, name))
+    for name in sorted(set(documented) & set(spec)):
+        doc, arg, label = documented[name] or {}, spec[name], "%s: option %s" % (where, name)
+        pairs = [("required", bool(doc.get("required")), bool(arg.get("required"))),
+                 ("default", doc.get("default"), arg.get("default")),
+                 ("choices", choice_names(doc.get("choices")), choice_names(arg.get("choices"))),
+                 ("aliases", sorted(doc.get("aliases") or []), sorted(arg.get("aliases") or []))]
+        if not callable(arg.get("type")):  # a converter function has no documented name to compare with
+            pairs[:0] = [("type", doc.get("type", "str"), arg.get("type", "str")),
+                         ("elements", doc.get("elements"), arg.get("elements"))]
+        found += ["%s: documented %s %r, argument spec %r" % (label, key, in_doc, in_spec)
+                  for key, in_doc, in_spec in pairs if in_doc != in_spec]
+        if doc.get("suboptions") or arg.get("options"):
+            found += spec_problems("%s.%s" % (where, name), doc.get("suboptions") or {}, arg.get("options") or {})
+    return found
+
+
 @pytest.fixture(scope="module")
 def module_docs():
     res = ansible_doc(["--json", "-t", "module"] + ["llmstack.deploy." + m for m in MODULES])
@@ -104,6 +137,36 @@ def test_the_collection_has_modules_and_roles():
 def test_module_docs_are_complete(module, module_docs):
     fqcn = "llmstack.deploy." + module
     assert module_problems(fqcn, module_docs.get(fqcn)) == []
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_module_options_match_the_argument_spec(module, module_docs, module_specs):
+    """What ansible-doc shows for the module's options is what its main() gives AnsibleModule (with
+    add_file_common_args, the file options AnsibleModule adds)."""
+    fqcn = "llmstack.deploy." + module
+    spec, _rules = module_specs[module]
+    assert spec_problems(fqcn, module_docs[fqcn]["doc"].get("options") or {}, spec) == []
+
+
+def test_an_option_that_differs_from_the_argument_spec_is_caught(module_docs, module_specs):
+    """The comparison above, against an altered copy of ssm_file's argument spec: an undocumented option, a
+    documented one missing, and a changed type, default, required flag, choice list and alias are all named."""
+    documented = module_docs["llmstack.deploy.ssm_file"]["doc"]["options"]
+    spec = copy.deepcopy(module_specs["ssm_file"][0])
+    spec["extra_option"] = dict(type="str")
+    del spec["owner"]
+    spec["max_attempts"].update(type="str", default=9)
+    spec["path"]["required"] = False
+    spec["mode"]["choices"] = ["0600"]
+    spec["region"]["aliases"] = []
+    assert spec_problems("ssm_file", documented, spec) == [
+        "ssm_file: option extra_option is in the argument spec but not documented",
+        "ssm_file: option owner is documented but not in the argument spec",
+        "ssm_file: option max_attempts: documented type 'int', argument spec 'str'",
+        "ssm_file: option max_attempts: documented default 8, argument spec 9",
+        "ssm_file: option mode: documented choices [], argument spec ['0600']",
+        "ssm_file: option path: documented required True, argument spec False",
+        "ssm_file: option region: documented aliases ['aws_region'], argument spec []"]
 
 
 @pytest.mark.parametrize("module", MODULES)
