@@ -370,8 +370,8 @@ def test_upgrade_from_a_password_in_the_env_file(host, converged):
 
     check = host.converge(args=["--check", "--diff"])
     assert check.rc == 0, check.output
-    assert "llmstack.deploy.postgres : Say that a new env or password file means a new container (check mode)" \
-        in check.changed_tasks()
+    # The rollout reads no env file check mode did not write (inputs_changed) and says it would recreate.
+    assert "llmstack.deploy.postgres : Roll out the postgres container" in check.changed_tasks()
     assert password not in check.output
     assert host.container()["Id"] == old["Id"], "check mode changes nothing"
     assert host.sh("grep -c '^POSTGRES_PASSWORD=.' " + ENV_FILE).stdout.strip() == "1"
