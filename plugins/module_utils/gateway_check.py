@@ -51,14 +51,25 @@ def targets(routes, upstreams, url, check_url, switch_dir=None):
         path = route["path"]
         name = route.get("upstream")
         up = by_name.get(name) or {}
-        auth = bool(route.get("auth", True))
+        auth = auth_mode(route)
         found.append({"route": path, "upstream": name, "server": live_slot(up, switch_dir), "auth": auth,
                       "url": url.rstrip("/") + path + check.lstrip("/")})
-        if check_url and up.get("servers") and not route.get("static_root"):
+        if check_url and up.get("servers") and not route.get("static"):
             for server in up["servers"]:
                 found.append({"route": path, "upstream": name, "server": server, "auth": auth,
                               "url": "%s/%s/%s%s%s" % (check_url.rstrip("/"), name, server, path, check.lstrip("/"))})
     return found
+
+
+def auth_mode(route):
+    """How a route takes its key: None (no key), or the header and the prefix before the key. `auth` is bearer,
+    header (with auth_header) or none; true and false are the older spelling of bearer and none."""
+    auth = route.get("auth", "bearer")
+    if auth is True or auth == "bearer":
+        return ("Authorization", "Bearer ")
+    if auth == "header":
+        return (route["auth_header"], "")
+    return None
 
 
 def live_slot(up, switch_dir):
@@ -111,10 +122,7 @@ def run(routes, upstreams, url, check_url, api_keys_file, switch_dir=None, timeo
     restarted may be skipped by the gateway for a few seconds). Returns the results; raises CheckError naming
     every target that never answered well."""
     todo = targets(routes, upstreams, url, check_url, switch_dir)
-    headers = {}
-    if any(t["auth"] for t in todo):
-        _name, key = client_key(api_keys_file)
-        headers = {"Authorization": "Bearer " + key}
+    key = client_key(api_keys_file)[1] if any(t["auth"] for t in todo) else None
     results = dict((id(t), {"route": t["route"], "upstream": t["upstream"], "server": t["server"], "status": None,
                             "error": "not asked"}) for t in todo)
     deadline = clock() + timeout
@@ -122,7 +130,8 @@ def run(routes, upstreams, url, check_url, api_keys_file, switch_dir=None, timeo
     while True:
         still = []
         for target in pending:
-            code, body, error = http_request("GET", target["url"], headers=headers if target["auth"] else None,
+            headers = {target["auth"][0]: target["auth"][1] + key} if target["auth"] else None
+            code, body, error = http_request("GET", target["url"], headers=headers,
                                              timeout=probe_timeout, validate_certs=False)
             why = judge(code, body, error)
             results[id(target)].update(status=code, error=why)

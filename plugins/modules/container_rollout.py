@@ -364,7 +364,7 @@ EXAMPLES = r"""
 - name: Roll out the agent service, blue/green behind the gateway
   llmstack.deploy.container_rollout:
     name: agent_service
-    image: "ghcr.io/myorg/agent-service:{{ agent_service_image_tag }}"
+    image: "ghcr.io/myorg/agent-service:{{ app_image_tag }}"
     registry_username: "{{ ghcr_user }}"
     registry_password: "{{ ghcr_token }}"
     strategy: blue_green

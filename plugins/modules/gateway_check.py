@@ -52,13 +52,14 @@ options:
     default: ""
   routes:
     description:
-      - The gateway's routes (C(nginx_gateway_routes)) - each a dict with C(path), C(upstream), C(auth) (default
-        true) and C(check), the path below C(path) to ask (no C(check) - the route is not asked).
+      - The gateway's routes (the role's C(nginx_gateway_route_list), the apps' included) - each a dict with C(path),
+        C(upstream), C(auth) (C(bearer), the default, C(header) with C(auth_header), or C(none); C(true) and C(false)
+        also work) and C(check), the path below C(path) to ask (no C(check) - the route is not asked).
     type: list
     elements: dict
     required: true
   upstreams:
-    description: The gateway's upstreams (C(nginx_gateway_upstreams)) - C(name) with C(servers), or C(blue) and C(green).
+    description: The gateway's upstreams (the role's C(nginx_gateway_upstream_list)) - C(name) with C(servers), or C(blue) and C(green).
     type: list
     elements: dict
     required: true

@@ -138,7 +138,7 @@ EXAMPLES = r"""
       - /llmstack/production/common
       - /llmstack/production/agent_service
     extra:
-      IMAGE_TAG: "{{ agent_service_image_tag }}"
+      IMAGE_TAG: "{{ app_image_tag }}"
     required_keys: [DB_HOST, DB_PASSWORD]
     region: eu-west-1
   register: agent_env

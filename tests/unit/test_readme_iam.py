@@ -47,8 +47,8 @@ DECRYPT = "kms:Decrypt"
 #     in roles/vllm/defaults/main.yml; `paths` is vllm_ssm_paths, empty by default);
 #   postgres: roles/postgres/tasks/main.yml, ssm_env_file `paths` [postgres_ssm_path], and ssm_file on
 #     postgres_password_parameter (the POSTGRES_PASSWORD_FILE file);
-#   agent_service: roles/agent_service/tasks/main.yml, `paths` agent_service_ssm_paths and
-#     `named` agent_service_ssm_named (roles/agent_service/defaults/main.yml);
+#   agent_service: roles/app/tasks/main.yml, `paths` and `named` from the app's entry: its ssm_paths and
+#     ssm_named (the default llmstack_apps in roles/llmstack/defaults/main.yml);
 #   nginx_gateway: roles/nginx_gateway/tasks/main.yml, `paths` nginx_gateway_api_keys_ssm_paths and `named`
 #     nginx_gateway_llm_api_key_parameter; tasks/tls.yml, ssm_file (GetParameters) on the TLS parameters.
 # ssm_env_file: `paths` -> GetParametersByPath, `named`/`names` -> GetParameters; ssm_file -> GetParameters

@@ -33,7 +33,7 @@ INLINE_DEFAULT = re.compile(r"\b([a-z][a-z0-9_]*)\s*\|\s*default\(\s*(?!omit\s*\
 
 
 def test_the_roles_and_their_variables_are_found():
-    assert {"llmstack", "vllm", "agent_service", "nginx_gateway", "postgres"} <= set(ROLES)
+    assert {"llmstack", "vllm", "app", "nginx_gateway", "postgres"} <= set(ROLES)
     assert ROLE_VARS["llmstack_state_dir"] == "llmstack" and ROLE_VARS["vllm_stop_timeout"] == "vllm"
     assert any(p.endswith(os.path.join("playbooks", "rollback.yml")) for p in USERS)
 

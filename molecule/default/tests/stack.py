@@ -126,6 +126,19 @@ def snapshot(host):
     return {"containers": containers, "files": files}
 
 
+def with_app(name="agent_service", **keys):
+    """-e llmstack_apps as the lab's group_vars have it, with `keys` set on the app `name` (added if missing)."""
+    import yaml  # pylint: disable=import-outside-toplevel
+    with open(os.path.join(ROOT, "tests", "lab", "inventory", "group_vars", "all.yml"), encoding="utf-8") as f:
+        apps = yaml.safe_load(f)["llmstack_apps"]
+    found = [a for a in apps if a["name"] == name]
+    if found:
+        found[0].update(keys)
+    else:
+        apps.append(dict(keys, name=name))
+    return ["-e", json.dumps({"llmstack_apps": apps})]
+
+
 def playbook(name, *args, check=False, env=None):
     """ansible-playbook playbooks/<name> -i <the EC2 inventory> as an operator runs it (over SSH, the repo's
     ansible.cfg, AWS reached through the environment lab.env exports); env adds to the environment."""

@@ -242,7 +242,7 @@ def test_rollout_status_and_rollback(host, host_ip, tags, restore_tag):  # pylin
         assert pull.rc != 0 and "connection refused" in pull.stderr, pull.stderr
         rc, data, out = playbook("rollback.yml", "-e", "service=agent_service")
     assert rc == 0, out[-3000:]
-    rolled = result(data, "Roll the agent service back to its previous deployment")
+    rolled = result(data, "Roll the app back to its previous deployment")
     assert rolled["changed"] and rolled["rollback"]["from"] == now["seq"]
     assert rolled["digest_ref"].endswith(old_digest) and rolled["image"].endswith(":" + deployed)
     assert not any("resolving" in phase for phase in rolled["phases"]), rolled["phases"]

@@ -13,16 +13,16 @@ import pytest
 import yaml
 
 from stack import (HOST_CONTAINER, INVENTORY_NAME, LAB_DIR, ROOT, docker_json, history, host_ip, leaked, live_agent, playbook,
-                   serving, snapshot, sql, wait_serving)
+                   serving, snapshot, sql, wait_serving, with_app)
 
 DEPLOY_LOG = "/var/lib/llmstack/deployments/agent_service.log"
 
 
 def agent_env(marker):
-    """-e for agent_service_env as the inventory has it, plus one key: a new env file, so a real rollout."""
-    with open(os.path.join(ROOT, "tests", "lab", "inventory", "group_vars", "llmstack_app.yml")) as f:
-        env = dict(yaml.safe_load(f)["agent_service_env"], LLMSTACK_TEST_RUN=marker)
-    return ["-e", json.dumps({"agent_service_env": env})]
+    """-e llmstack_apps as the inventory has it, plus one key in the agent's env: a new env file, so a real rollout."""
+    with open(os.path.join(ROOT, "tests", "lab", "inventory", "group_vars", "all.yml")) as f:
+        (agent,) = [a for a in yaml.safe_load(f)["llmstack_apps"] if a["name"] == "agent_service"]
+    return with_app(env=dict(agent["env"], LLMSTACK_TEST_RUN=marker))
 
 
 def rollout_agent(marker, *args, check=False):
@@ -66,12 +66,13 @@ def test_a_a_vvv_converge_and_the_logs_hold_no_secret(host):
 
 BAD_INPUT = {
     "a missing SSM path": (
-        ["--tags", "agent_service", "-e", json.dumps({"agent_service_ssm_paths": [
-            "/llmstack/lab/agent_service", "/llmstack/lab/no_such_path"]})], ["/llmstack/lab/no_such_path"]),
+        ["--tags", "agent_service"] + with_app(ssm_paths=["/llmstack/lab/agent_service", "/llmstack/lab/no_such_path"]),
+        ["/llmstack/lab/no_such_path"]),
     "a wrong region": (["--tags", "agent_service", "-e", "llmstack_aws_region=eu-west-3"], ["eu-west-3"]),
     "an invalid image tag": (
-        ["--tags", "agent_service", "-e", "agent_service_image=%s:no-such-tag"
-         % os.environ.get("LAB_IMAGE_AGENT_SERVICE", "").rsplit(":", 1)[0]], ["no-such-tag"]),
+        ["--tags", "agent_service"] + with_app(image="%s:no-such-tag"
+                                               % os.environ.get("LAB_IMAGE_AGENT_SERVICE", "").rsplit(":", 1)[0]),
+        ["no-such-tag"]),
     "a wrong registry password": (
         ["--tags", "agent_service", "-e", "llmstack_registry_password=not-the-password-0123"],
         [os.environ.get("LAB_REGISTRY_FROM_HOSTS", "")]),
@@ -82,6 +83,25 @@ BAD_INPUT = {
     "a route without an allow-list": (
         ["-e", json.dumps({"nginx_gateway_routes": [{"path": "/agent/", "upstream": "agent_service"}]})],
         ["nginx_gateway_routes[0] (/agent/): allow is missing"]),
+    # The apps and their routes, checked before any host is touched (app validate, nginx_gateway validate).
+    "two routes with the same path": (
+        with_app(routes=[{"path": "/agent/", "allow": ["health"]}, {"path": "/agent/", "allow": ["chat"]}]),
+        ["another route has the same path"]),
+    "a route to an unknown upstream": (
+        with_app(routes=[{"path": "/agent/", "upstream": "nope", "allow": ["health"]}]),
+        ["llmstack_apps (agent_service) route /agent/", "nope", "is not one of"]),
+    "a WebSocket route with streaming off": (
+        with_app(routes=[{"path": "/ws/", "allow": ["*"], "websocket": True, "streaming": False}]),
+        ["websocket: true needs streaming: true"]),
+    "a static folder that does not exist": (
+        with_app(name="frontend", image="unused:1", slots={"blue": 8111, "green": 8112},
+                 routes=[{"path": "/", "static": "/no/such/build", "allow": ["*"], "auth": "none"}]),
+        ["/no/such/build", "not a folder on the controller"]),
+    "two apps with one name": (
+        ["-e", json.dumps({"llmstack_apps": [{"name": "x", "image": "i:1", "slots": {"blue": 1, "green": 2}}] * 2})],
+        ["llmstack_apps[1] (x): llmstack_apps[0] has the same name"]),
+    "a variable of the former agent_service role": (
+        ["-e", "agent_service_memory=1g"], ["agent_service_memory no longer exists", "llmstack_apps"]),
     # 127.0.0.1:8000 is vLLM's: the slot the rollout would start cannot have it (see port_in_use).
     "a port in use": (None, ["127.0.0.1:8000", "already in use"]),
 }
@@ -96,7 +116,9 @@ def test_b_bad_input_is_a_clear_error_and_changes_nothing(host, case):
     proc = playbook("site.yml", *args)
     output = proc.stdout + proc.stderr
     assert proc.returncode != 0, output[-3000:]
-    failed = output[output.find("fatal:"):output.rfind("PLAY RECAP")]
+    # A task's failure, or one item's of a loop.
+    failed = output[min(i for i in (output.find("fatal:"), output.find("failed: ["), len(output)) if i >= 0):
+                    output.rfind("PLAY RECAP")]
     flat = " ".join(failed.split())  # the callback wraps long messages
     for needle in named:
         assert needle in flat, "the error names %r:\n%s" % (needle, failed[-3000:])
@@ -110,7 +132,8 @@ def port_in_use(host):
     """The standby slot (the one a rollout starts) gets vLLM's 127.0.0.1:8000; the live slot keeps its port."""
     live = host.file("/var/lib/llmstack/switch/agent_service.live").content_string.strip().rsplit("_", 1)[1]
     standby = "green" if live == "blue" else "blue"
-    return ["--tags", "agent_service", "-e", "agent_service_%s_port=8000" % standby]
+    slots = {live: {"blue": 8101, "green": 8102}[live], standby: 8000}
+    return ["--tags", "agent_service"] + with_app(slots=slots)
 
 
 def stale_proxies(host):

@@ -17,12 +17,13 @@ class Gateway:
     """answers: {path: [(status, body), ...]}: each request to path takes the next answer, the last one repeats."""
 
     def __init__(self, answers):
-        self.answers, self.seen = answers, []
+        self.answers, self.seen, self.headers = answers, [], []
         gateway = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self):  # noqa: N802
                 gateway.seen.append((self.path, self.headers.get("Authorization")))
+                gateway.headers.append(dict(self.headers))
                 queue = gateway.answers.get(self.path, [(404, {"error": {"message": "not found"}})])
                 status, body = queue.pop(0) if len(queue) > 1 else queue[0]
                 data = json.dumps(body).encode()
@@ -155,3 +156,17 @@ def test_live_slot_names_the_switch_files_upstream(tmp_path):
     # A plain upstream (servers) has no switch file; nor is there one without a switch folder.
     assert gateway_check.live_slot({"name": "llm", "servers": ["10.0.0.5:8000"]}, str(tmp_path)) is None
     assert gateway_check.live_slot(up, None) is None
+
+
+def test_each_route_gets_the_key_its_way(gateway, keys_file):
+    """bearer: Authorization; header: the key alone in its header; none: no key at all."""
+    routes = [{"path": "/api/", "upstream": "agent_service", "auth": "header", "auth_header": "X-Proxy-Key",
+               "check": "health"},
+              {"path": "/open/", "upstream": "agent_service", "auth": "none", "check": "health"},
+              {"path": "/agent/", "upstream": "agent_service", "auth": "bearer", "check": "health"}]
+    g = gateway({"/api/health": [(200, {})], "/open/health": [(200, {})], "/agent/health": [(200, {})]})
+    check(g, keys_file, routes=routes)
+    sent = dict((path, headers) for (path, _a), headers in zip(g.seen, g.headers))
+    assert sent["/api/health"]["X-Proxy-Key"] == KEYS["ALICE"] and "Authorization" not in sent["/api/health"]
+    assert "Authorization" not in sent["/open/health"] and "X-Proxy-Key" not in sent["/open/health"]
+    assert sent["/agent/health"]["Authorization"] == "Bearer " + KEYS["ALICE"]

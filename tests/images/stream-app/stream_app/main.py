@@ -1,0 +1,122 @@
+"""HTTP and WebSocket API of the stream app.
+
+  GET  /                         {"app": "stream-app", "version"}
+  GET  /health                   {"status": "ok", "version"}
+  GET  /version                  {"version"}
+  GET  /stream?tokens=&interval_ms=   text/event-stream: data: {"token": i, "version"} ..., then data: [DONE]
+  POST /stream                   the same, parameters in a JSON body {"tokens", "interval_ms"}
+  GET  /headers                  the request headers as received (lower-case names)
+  WS   /ws                       echo: each text message comes back as {"echo": message, "version"}
+
+A request that carries Authorization or X-Streaming-Proxy-Key (headers a gateway should strip) is logged as a
+warning naming the header, never its value.
+"""
+import asyncio
+import json
+import logging
+import os
+
+from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+
+VERSION = os.environ.get("APP_VERSION", "dev")
+MAX_TOKENS = 100000
+MAX_INTERVAL_MS = 60000
+# Lower-case name -> the name as logged.
+SENSITIVE_HEADERS = {"authorization": "Authorization", "x-streaming-proxy-key": "X-Streaming-Proxy-Key"}
+
+# The app's own log lines (uvicorn configures its loggers itself; the root logger is left alone).
+log = logging.getLogger("stream_app")
+_handler = logging.StreamHandler()
+_handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+log.addHandler(_handler)
+log.setLevel(logging.INFO)
+log.propagate = False
+
+
+class WarnSensitiveHeaders:
+    """ASGI middleware: HTTP requests and WebSocket handshakes alike, before any route runs."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] in ("http", "websocket"):
+            names = set(name.decode("latin-1").lower() for name, _value in scope["headers"])
+            # A WebSocket handshake is a GET too; its scope has no method.
+            what = scope.get("method", "GET") + " " + scope["path"] + (" (WebSocket)" if scope["type"] == "websocket" else "")
+            for name in sorted(names & set(SENSITIVE_HEADERS)):
+                log.warning("%s: the request carries an %s header (a gateway should strip it)", what, SENSITIVE_HEADERS[name])
+        await self.app(scope, receive, send)
+
+
+app = FastAPI(title="stream-app", version=VERSION)
+app.add_middleware(WarnSensitiveHeaders)
+
+
+class StreamRequest(BaseModel):
+    tokens: int = Field(20, ge=0, le=MAX_TOKENS)
+    interval_ms: int = Field(100, ge=0, le=MAX_INTERVAL_MS)
+
+
+@app.get("/")
+def root():
+    return {"app": "stream-app", "version": VERSION}
+
+
+@app.get("/health")
+def health():
+    return {"status": "ok", "version": VERSION}
+
+
+@app.get("/version")
+def version():
+    return {"version": VERSION}
+
+
+@app.get("/headers")
+def headers(request: Request):
+    # Repeated headers are joined as HTTP allows (", "), so none is lost from the answer.
+    seen = {}
+    for name, value in request.headers.items():
+        seen[name] = seen[name] + ", " + value if name in seen else value
+    return seen
+
+
+async def events(tokens, interval_ms):
+    for i in range(tokens):
+        if i:
+            await asyncio.sleep(interval_ms / 1000.0)
+        yield "data: %s\n\n" % json.dumps({"token": i, "version": VERSION})
+    yield "data: [DONE]\n\n"
+
+
+def event_stream(tokens, interval_ms):
+    # X-Accel-Buffering: no tells nginx not to buffer, so each event reaches the client as it is sent.
+    return StreamingResponse(events(tokens, interval_ms), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@app.get("/stream")
+def stream_get(tokens: int = Query(20, ge=0, le=MAX_TOKENS), interval_ms: int = Query(100, ge=0, le=MAX_INTERVAL_MS)):
+    return event_stream(tokens, interval_ms)
+
+
+@app.post("/stream")
+def stream_post(req: StreamRequest):
+    return event_stream(req.tokens, req.interval_ms)
+
+
+@app.websocket("/ws")
+async def ws_echo(websocket: WebSocket):
+    await websocket.accept()
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message.get("text") is None:
+            # Binary frames are not part of this API: 1003 is "unsupported data".
+            await websocket.close(code=1003)
+            return
+        await websocket.send_text(json.dumps({"echo": message["text"], "version": VERSION}))

@@ -1,0 +1,81 @@
+"""The recipes under examples/: each has its inventory, group_vars and README, sets only variables the collection
+knows, and its apps and routes pass the checks the plays run before touching a host (app validate, the gateway's
+route check). Converging them in the lab is the recipes scenario's part."""
+import glob
+import os
+import re
+
+import pytest
+import yaml
+
+from ansible_collections.llmstack.deploy.plugins.module_utils import apps, routes
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RECIPES = sorted(os.path.basename(os.path.dirname(p)) for p in glob.glob(os.path.join(ROOT, "examples", "*", "README.md")))
+# Variables a recipe may set besides the roles' defaults: Ansible's connection variables, the ones the playbooks
+# read, and the recipes' own helpers.
+OWN = {"builds_dir"}
+
+
+def group_vars(recipe):
+    with open(os.path.join(ROOT, "examples", recipe, "group_vars", "all.yml"), encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def known_variables():
+    names = set(OWN)
+    for path in glob.glob(os.path.join(ROOT, "roles", "*", "defaults", "main.yml")):
+        with open(path, encoding="utf-8") as f:
+            names |= set(yaml.safe_load(f) or {})
+    for path in glob.glob(os.path.join(ROOT, "playbooks", "**", "*.yml"), recursive=True):
+        with open(path, encoding="utf-8") as f:
+            names |= set(re.findall(r"\b(llmstack_[a-z0-9_]+)", f.read()))
+    return names
+
+
+def test_every_system_of_the_operators_has_a_recipe():
+    assert RECIPES == ["backend-frontends-mcp", "gpu-box-agent", "gpu-hosts-alb-rds", "ml-api-alb", "sse-app-vps"]
+    with open(os.path.join(ROOT, "examples", "README.md"), encoding="utf-8") as f:
+        index = f.read()
+    assert all("(%s/)" % r in index for r in RECIPES)
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_the_recipe_has_an_inventory_and_its_readme_runs_with_it(recipe):
+    folder = os.path.join(ROOT, "examples", recipe)
+    ec2 = os.path.join(folder, "inventory_aws_ec2.yml")
+    static = os.path.join(folder, "hosts.yml")
+    assert os.path.exists(ec2) != os.path.exists(static), "one inventory: the EC2 one or a static one"
+    if os.path.exists(ec2):
+        # The repo's own, linked (one copy of the plugin's settings).
+        assert os.path.realpath(ec2) == os.path.join(ROOT, "inventory_aws_ec2.yml")
+        inventory = "examples/%s/inventory_aws_ec2.yml" % recipe
+    else:
+        with open(static, encoding="utf-8") as f:
+            hosts = yaml.safe_load(f)["all"]["children"]
+        assert set(hosts) <= {"llmstack_app", "llmstack_gpu"} and hosts["llmstack_app"]["hosts"]
+        inventory = "examples/%s/hosts.yml" % recipe
+    with open(os.path.join(folder, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    assert "ansible-playbook -i %s playbooks/site.yml" % inventory in readme
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_the_recipe_sets_only_variables_the_collection_knows(recipe):
+    unknown = sorted(k for k in group_vars(recipe) if k not in known_variables() and not k.startswith("ansible_"))
+    assert unknown == []
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_the_recipes_apps_and_routes_pass_the_plays_checks(recipe):
+    gv = group_vars(recipe)
+    listed = apps.normalize(gv["llmstack_apps"])
+    assert listed, "a recipe deploys at least one app"
+    engine = gv.get("llmstack_llm_engine", "vllm")
+    own = gv.get("nginx_gateway_routes", [{"path": "/llm_api/", "upstream": "llm", "allow": ["models"]}]
+                 if engine != "none" else [])
+    upstreams = [{"name": "llm", "servers": ["127.0.0.1:8000"]}] + apps.upstreams(gv["llmstack_apps"])
+    checked = routes.normalize(own + apps.routes(gv["llmstack_apps"]), upstreams)
+    assert checked, "the gateway serves something"
+    if engine == "none":
+        assert not any(r.get("upstream") == "llm" for r in checked), "no LLM server, no route to it"
