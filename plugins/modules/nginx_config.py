@@ -16,7 +16,8 @@ description:
   - Writes the configuration files of an nginx running in a container as one release under
     O(path)C(/releases/<id>), validates it with C(nginx -t) in that container (or, before the container
     exists, in a throwaway one from O(image)), and only then points O(path)C(/current) at it and
-    reloads nginx (SIGHUP). A configuration that fails C(nginx -t) never becomes current, and the
+    reloads nginx with C(nginx -s reload) in the container (Docker's kill API would mark the container as stopped
+    by hand, and an C(unless-stopped) gateway would then not come back after a reboot). A configuration that fails C(nginx -t) never becomes current, and the
     message shows nginx's error.
   - nginx runs with C(-c <mount>/current/nginx.conf); relative includes resolve against the release's
     own folder, so the candidate is validated whole and a reload reads the new release whole.
@@ -186,6 +187,21 @@ def validate(client, p, rid):
     return "none", 0, b""
 
 
+def reload(module, container, p):
+    """SIGHUP to the master by `nginx -s reload` inside the gateway. Not Docker's kill API: dockerd marks any
+    container it signals as stopped by hand, and then does not start an unless-stopped gateway again at boot."""
+    conf = "%s/current/nginx.conf" % p["mount"].rstrip("/")
+    with dc.call("nginx -s reload in %s" % p["container"]):
+        code, out = container.exec_run(["nginx", "-s", "reload", "-c", conf])
+    if code != 0:
+        # The new release is current: nginx must get it, even at that cost.
+        module.warn("%s: nginx -s reload failed (%s); sent SIGHUP through Docker instead, which marks the container "
+                    "as stopped by hand (restart it once so that Docker starts it again at boot)"
+                    % (p["container"], (out or b"").decode("utf-8", "replace").strip()[-300:]))
+        with dc.call("reload nginx in %s" % p["container"]):
+            container.kill(signal="SIGHUP")
+
+
 def run(module, p):
     secret_names, files, secrets, secret_keys, secret_values = set(), {}, {}, {}, []
     for name, content in p["files"].items():
@@ -242,8 +258,7 @@ def run(module, p):
         ngx.activate(p["path"], rid)
         container = dc.find(client, p["container"])
         if container is not None and container.status == "running":
-            with dc.call("reload nginx in %s" % p["container"]):
-                container.kill(signal="SIGHUP")
+            reload(module, container, p)
             result["reloaded"] = True
         ngx.prune(p["path"], p["keep"], protect=[rid])
     return result

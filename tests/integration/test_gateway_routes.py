@@ -7,8 +7,10 @@ WebSockets, SSE, a static folder, and nginx -t with TLS on and off. Every reques
 own (the gateway trusts 127.0.0.1), so the per-address limits of one test don't spill into another."""
 import http.client
 import json
+import os
 import random
 import socket
+import subprocess
 import threading
 import time
 
@@ -466,5 +468,17 @@ def test_a_reload_with_other_routes_is_checked_in_the_running_gateway(lab, upstr
         while ask(gw.http_port, "GET", "/x")[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.2)
         assert echoed(ask(gw.http_port, "GET", "/x"))["upstream"] == "root"
+        assert not manually_stopped(gw.name), "the reload marked the gateway as stopped by hand: no restart at boot"
     finally:
         gw.stop()
+
+
+def manually_stopped(container):
+    """dockerd's own record of `docker stop`/`docker kill` on the container (it is not in `docker inspect`): an
+    unless-stopped container so marked is not started again when the daemon starts (a reboot)."""
+    root = subprocess.run(["docker", "info", "-f", "{{.DockerRootDir}}"], capture_output=True, text=True,
+                          check=True).stdout.strip()
+    cid = subprocess.run(["docker", "inspect", "-f", "{{.Id}}", container], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    with open(os.path.join(root, "containers", cid, "config.v2.json"), encoding="utf-8") as f:
+        return json.load(f)["HasBeenManuallyStopped"]

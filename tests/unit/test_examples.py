@@ -4,6 +4,7 @@ route check). Converging them in the lab is the recipes scenario's part."""
 import glob
 import os
 import re
+import subprocess
 
 import pytest
 import yaml
@@ -15,6 +16,14 @@ RECIPES = sorted(os.path.basename(os.path.dirname(p)) for p in glob.glob(os.path
 # Variables a recipe may set besides the roles' defaults: Ansible's connection variables, the ones the playbooks
 # read, and the recipes' own helpers.
 OWN = {"builds_dir"}
+
+
+def inventory(recipe):
+    """The recipe's inventory, as its README names it."""
+    for name in ("inventory_aws_ec2.yml", "hosts.yml"):
+        if os.path.exists(os.path.join(ROOT, "examples", recipe, name)):
+            return "examples/%s/%s" % (recipe, name)
+    return None
 
 
 def group_vars(recipe):
@@ -79,3 +88,14 @@ def test_the_recipes_apps_and_routes_pass_the_plays_checks(recipe):
     assert checked, "the gateway serves something"
     if engine == "none":
         assert not any(r.get("upstream") == "llm" for r in checked), "no LLM server, no route to it"
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+@pytest.mark.parametrize("play", ["site.yml", "rollout.yml", "rollback.yml", "status.yml"])
+def test_the_plays_pass_syntax_check_with_the_recipe(recipe, play):
+    """ansible-playbook --syntax-check with the recipe's inventory, as its README runs it (--check against lab hosts
+    is the recipes scenario's part)."""
+    proc = subprocess.run(["ansible-playbook", "-i", inventory(recipe), "playbooks/" + play, "--syntax-check"],
+                          cwd=ROOT, capture_output=True, text=True, check=False,
+                          env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -89,8 +89,9 @@ def stack(host):
     yield {"site": site, "work": work, "digest": digest, "first": first, "again": again}
     # The extra apps go (nothing removes an app that leaves the list), then the inventory's settings come back.
     for name in EXTRA:
-        host.run("docker rm -f %s_blue %s_green" % (name, name))
+        host.run("docker rm -f %s-blue %s-green" % (name, name))
         host.run("rm -f /var/lib/llmstack/deployments/%s.json /var/lib/llmstack/switch/%s.live" % (name, name))
+        assert host.check_output("docker ps -aq --filter name=^%s-" % name) == "", "the extra app's containers are gone"
     playbook("site.yml", check=True)
     shutil.rmtree(work, ignore_errors=True)
 

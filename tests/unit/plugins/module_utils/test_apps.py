@@ -1,5 +1,6 @@
 """llmstack_apps: every entry checked before anything is touched, with its defaults; the gateway's upstreams and
 routes derived from it."""
+import glob
 import os
 import re
 
@@ -99,3 +100,16 @@ def test_the_app_roles_readme_names_every_key():
     written = {k for cell in re.findall(r"^\| ([^|]+) \|", table, re.M)
                for k in re.findall(r"`([a-z_]+)`", cell)}
     assert written == set(apps.DEFAULTS) | {"name", "image"}
+
+
+@pytest.mark.parametrize("source", ["roles/llmstack/defaults/main.yml"] + sorted(
+    os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "examples", "*", "group_vars", "all.yml"))))
+def test_a_resolved_list_gives_the_same_entries_upstreams_and_routes(source):
+    """app validate resolves the list once (app_entries) and the app and gateway roles read that: normalizing
+    it again, and deriving the gateway's upstreams and routes from it, must give what the raw list gives."""
+    with open(os.path.join(ROOT, source), encoding="utf-8") as f:
+        raw = yaml.safe_load(f)["llmstack_apps"]
+    resolved = apps.normalize(raw)
+    assert apps.normalize(resolved) == resolved
+    assert apps.upstreams(resolved) == apps.upstreams(raw)
+    assert apps.routes(resolved) == apps.routes(raw)
