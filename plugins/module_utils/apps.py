@@ -5,7 +5,7 @@
 what the gateway needs of them: an upstream per app with routes, and the routes themselves. No Ansible here;
 the filters llmstack.deploy.app_list, app_upstreams and app_routes wrap it.
 
-An app's name is everywhere the app is: its container (and <name>_blue/_green slots), its env file, its
+An app's name is everywhere the app is: its container (and <name>-blue/-green slots), its env file, its
 deploy history, its switch file, its gateway upstream, -e service=<name>, --tags <name> and its SSM image tag
 (<prefix>/<name>/image_tag).
 """
@@ -21,8 +21,11 @@ import re
 RESERVED = ("postgres", "vllm", "nginx_gateway", "llm", "llmstack", "app", "apps", "all", "always", "never")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 STRATEGIES = ("blue_green", "recreate")
+STATES = ("present", "absent")
 # An entry's keys and what one that leaves them out gets. routes: see routes.py.
 DEFAULTS = {
+    # absent: the app role removes its containers, env file and history; the gateway drops its routes.
+    "state": "present",
     "strategy": "blue_green",
     "container_port": 8000,
     "slots": None,
@@ -94,6 +97,11 @@ def _normalize_one(index, entry):
                        % (where, ", ".join(unknown), ", ".join(sorted(DEFAULTS))))
     app = copy.deepcopy(DEFAULTS)
     app.update(copy.deepcopy(entry))
+    if app["state"] not in STATES:
+        raise AppError("%s: state must be present or absent, not %r" % (where, app["state"]))
+    if app["state"] == "absent":
+        # Only the name counts: what is removed is found by it (the image may be long gone from the registry).
+        return dict(copy.deepcopy(DEFAULTS), name=name, image=app.get("image") or "", state="absent")
     if not isinstance(app.get("image"), str) or not app["image"].strip():
         raise AppError("%s: image is missing (e.g. ghcr.io/your-org/%s:1.0.0)" % (where, name.replace("_", "-")))
     for key, kind in _TYPES.items():
@@ -187,7 +195,7 @@ def upstreams(apps):
     """The gateway's upstream for each app with routes: its blue/green slots, or its published port."""
     out = []
     for app in normalize(apps):
-        if not app["routes"]:
+        if not app["routes"] or app["state"] == "absent":
             continue
         if app["strategy"] == "blue_green":
             out.append({"name": app["name"], "blue": "127.0.0.1:%d" % app["slots"]["blue"],
@@ -201,7 +209,7 @@ def routes(apps):
     """Every app's routes, each going to its own app unless it names an upstream or serves static files."""
     out = []
     for app in normalize(apps):
-        for route in app["routes"]:
+        for route in app["routes"] if app["state"] == "present" else []:
             if not isinstance(route, dict):
                 out.append(route)  # routes.normalize says what is wrong with it
                 continue

@@ -488,3 +488,33 @@ def test_both_tags_are_distinct_builds_labelled_with_their_version(images, name)
         assert image["Config"]["Labels"]["org.opencontainers.image.version"] == tag
         ids[tag] = image["Id"]
     assert len(set(ids.values())) == len(TAGS), ids
+
+
+def test_stream_app_serves_each_endpoint_under_any_prefix(stream_apps):
+    """A stand-in for apps whose routes live under their own paths (/api/design/stream, /api/voice/ws)."""
+    port = stream_apps[TAGS[0]].port
+    assert get_json(port, "/api/design/health") == {"status": "ok", "version": TAGS[0]}
+    _headers, events = read_events(port, "/api/design/stream", method="POST",
+                                   body=json.dumps({"tokens": 2, "interval_ms": 0}),
+                                   headers={"Content-Type": "application/json"})
+    assert [e["token"] for e in tokens_of(events)] == [0, 1]
+    ws = wsclient.connect("127.0.0.1", port, "/api/voice/ws")
+    try:
+        ws.send_text("hi")
+        assert json.loads(ws.recv_text(timeout=10))["echo"] == "hi"
+    finally:
+        ws.close()
+    assert request(port, "/api/design/nothing")[0] == 404
+
+
+def test_stream_app_stands_in_for_an_mcp_server_and_asks_the_ones_it_is_given(images, own_container):
+    app = own_container(images[("stream-app", TAGS[0])], 9000,
+                        env={"PORT": "9000", "APP_NAME": "mcp-lab",
+                             "MCP_SERVERS": "http://127.0.0.1:9000/mcp, http://127.0.0.1:9/mcp"})
+    for method in ("GET", "POST"):
+        status, _headers, body = request(app.port, "/mcp", method=method)
+        assert status == 200 and json.loads(body) == {"mcp": "ok", "name": "mcp-lab", "version": TAGS[0]}
+    answers = get_json(app.port, "/api/upstreams")
+    expected = {"status": 200, "body": {"mcp": "ok", "name": "mcp-lab", "version": TAGS[0]}}
+    assert answers["http://127.0.0.1:9000/mcp"] == expected
+    assert "error" in answers["http://127.0.0.1:9/mcp"], "a server it can't reach is named with the error"

@@ -99,3 +99,28 @@ def test_the_plays_pass_syntax_check_with_the_recipe(recipe, play):
                           cwd=ROOT, capture_output=True, text=True, check=False,
                           env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def lab_recipes():
+    with open(os.path.join(ROOT, "tests", "lab", "recipes.yml"), encoding="utf-8") as f:
+        return yaml.safe_load(f)
+
+
+def test_the_lab_knows_how_to_run_every_recipe():
+    assert sorted(lab_recipes()) == RECIPES
+
+
+@pytest.mark.parametrize("recipe", RECIPES)
+def test_the_lab_stands_in_for_each_app_and_seeds_what_the_readme_lists(recipe):
+    """tests/lab/recipes.yml: a lab image for every app of the recipe, and every SSM parameter it seeds named in the
+    recipe's README (so the README lists what a converge needs: the lab's converges prove it)."""
+    lab = lab_recipes()[recipe]
+    assert sorted(lab["apps"]) == sorted(app["name"] for app in group_vars(recipe)["llmstack_apps"])
+    with open(os.path.join(ROOT, "examples", recipe, "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    # "backend/*" in a README covers backend/<anything>; "nginx_gateway/api_keys/<client>" any client.
+    listed = re.findall(r"`([a-z0-9_/<>*]+)`", readme)
+    for name in lab["ssm"]:
+        covered = [n for n in listed if n == name or (n.endswith("/*") and name.startswith(n[:-1]))
+                   or (n.endswith("/<client>") and name.startswith(n[:-len("<client>")]))]
+        assert covered, "%s: the README names no SSM parameter %s" % (recipe, name)

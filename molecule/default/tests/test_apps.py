@@ -18,6 +18,8 @@ import pytest
 import yaml
 
 from stack import INVENTORY_NAME, ROOT, host_ip, leaked, playbook, secret, wait_serving
+import frontend_build
+import sse
 import wsclient
 
 EXTRA = ("stream_app", "frontend")
@@ -36,16 +38,7 @@ def inventory_apps():
 def build(folder, version, big_seed):
     """The lab frontend's build folder with its version filled in, plus a big file to download while a release
     switches (its bytes depend on big_seed)."""
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(os.path.join(ROOT, "tests", "images", "frontend", "site"), folder)
-    for root, _dirs, files in os.walk(folder):
-        for name in files:
-            if name.endswith(".html"):
-                path = os.path.join(root, name)
-                with open(path, encoding="utf-8") as f:
-                    text = f.read().replace("@VERSION@", version)
-                with open(path, "w", encoding="utf-8") as f:
-                    f.write(text)
+    frontend_build.build(folder, version)
     block = hashlib.sha256(big_seed.encode()).digest() * 4096   # 128 KiB
     with open(os.path.join(folder, "big.bin"), "wb") as f:
         for _block in range(160):                                 # 20 MiB
@@ -54,7 +47,8 @@ def build(folder, version, big_seed):
         return hashlib.sha256(f.read()).hexdigest()
 
 
-def extra_vars(static_dir, **tags):
+def extra_vars(static_dir, absent=False, **tags):
+    """-e for the lab's apps plus the two extra ones (state absent with absent=True) and the static frontend."""
     apps = inventory_apps() + [
         {"name": "stream_app", "image": image("LAB_IMAGE_STREAM_APP", tags.get("stream_app", "1.0.0")),
          "slots": {"blue": 8201, "green": 8202}, "memory": "256m", "cpus": 0.5, "drain_seconds": 5,
@@ -67,6 +61,8 @@ def extra_vars(static_dir, **tags):
          "slots": {"blue": 8301, "green": 8302}, "memory": "128m", "cpus": 0.5, "drain_seconds": 5,
          "routes": [{"path": "/chat/", "upstream_path": "/chat/", "allow": ["*"], "auth": "none", "check": ""}]},
     ]
+    if absent:
+        apps = [{"name": a["name"], "state": "absent"} if a["name"] in EXTRA else a for a in apps]
     routes = "{{ [nginx_gateway_llm_route, %s] }}" % json.dumps(
         {"path": "/", "static": static_dir, "allow": ["*"], "auth": "none"})
     return ["-e", json.dumps({"llmstack_apps": apps, "nginx_gateway_routes": routes})]
@@ -87,11 +83,7 @@ def stack(host):
     first = playbook("site.yml", *extra_vars(site), check=True)
     again = playbook("site.yml", *extra_vars(site), check=True)
     yield {"site": site, "work": work, "digest": digest, "first": first, "again": again}
-    # The extra apps go (nothing removes an app that leaves the list), then the inventory's settings come back.
-    for name in EXTRA:
-        host.run("docker rm -f %s-blue %s-green" % (name, name))
-        host.run("rm -f /var/lib/llmstack/deployments/%s.json /var/lib/llmstack/switch/%s.live" % (name, name))
-        assert host.check_output("docker ps -aq --filter name=^%s-" % name) == "", "the extra app's containers are gone"
+    # The extra apps went in the last test (state absent); the inventory's settings come back.
     playbook("site.yml", check=True)
     shutil.rmtree(work, ignore_errors=True)
 
@@ -154,12 +146,7 @@ def test_an_sse_stream_under_api_arrives_in_pieces(stack):
     resp = conn.getresponse()
     assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/event-stream")
     # The raw socket (chunk sizes and all), read until the last event: each event's arrival time.
-    arrivals = []
-    while not arrivals or arrivals[-1][1].strip() != b"data: [DONE]":
-        line = resp.fp.readline()
-        assert line, "the stream ended before [DONE]"
-        if line.startswith(b"data:"):
-            arrivals.append((time.monotonic(), line))
+    arrivals = sse.arrivals(resp)
     assert len(arrivals) == 9 and arrivals[-1][0] - arrivals[0][0] > 1.5, "events came as they were sent"
 
 
@@ -234,3 +221,17 @@ def test_a_static_release_switch_gives_a_downloading_client_one_release_whole(st
 
 def test_the_stack_still_serves(stack):
     wait_serving(host_ip())
+
+
+def test_an_app_set_absent_is_removed_and_its_routes_dropped(stack, host):
+    proc = playbook("site.yml", *extra_vars(stack["site"], absent=True), check=True)
+    for name in EXTRA:
+        assert host.check_output("docker ps -aq --filter label=llmstack.service=%s" % name) == "", proc.stdout[-3000:]
+        for path in ("/etc/llmstack/%s.env" % name, "/var/lib/llmstack/switch/%s.live" % name,
+                     "/var/lib/llmstack/deployments/%s.json" % name):
+            assert not host.file(path).exists, path
+    # /api/ is gone: the static / takes the path now, and has no such file.
+    assert get("/api/health", headers={PROXY_HEADER: secret("api_key_ci")})[0] == 404, "the app's route is gone"
+    assert get("/")[0] == 200 and get("/agent/health", headers={"Authorization": "Bearer " + secret("api_key_ci")})[0] == 200
+    again = playbook("site.yml", *extra_vars(stack["site"], absent=True), check=True)
+    assert recap(again)["changed"] == "0", "removing what is gone changes nothing"

@@ -7,6 +7,12 @@
   POST /stream                   the same, parameters in a JSON body {"tokens", "interval_ms"}
   GET  /headers                  the request headers as received (lower-case names)
   WS   /ws                       echo: each text message comes back as {"echo": message, "version"}
+  GET|POST /mcp                  {"mcp": "ok", "name", "version"}: the stand-in for an MCP server's endpoint
+  GET  /upstreams                each URL of $MCP_SERVERS (comma-separated) asked with GET: {url: {"status", "body"}
+                                 or {"error"}}, to show which servers the app reaches by name
+
+Each path above is also served under any prefix (/api/design/stream, /api/voice/ws): the last segment picks the
+handler, so the app stands in for apps whose routes live under their own paths.
 
 A request that carries Authorization or X-Streaming-Proxy-Key (headers a gateway should strip) is logged as a
 warning naming the header, never its value.
@@ -15,12 +21,16 @@ import asyncio
 import json
 import logging
 import os
+import socket
+import urllib.error
+import urllib.request
 
 from fastapi import FastAPI, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 VERSION = os.environ.get("APP_VERSION", "dev")
+NAME = os.environ.get("APP_NAME", socket.gethostname())
 MAX_TOKENS = 100000
 MAX_INTERVAL_MS = 60000
 # Lower-case name -> the name as logged.
@@ -66,16 +76,19 @@ def root():
 
 
 @app.get("/health")
+@app.get("/{prefix:path}/health")
 def health():
     return {"status": "ok", "version": VERSION}
 
 
 @app.get("/version")
+@app.get("/{prefix:path}/version")
 def version():
     return {"version": VERSION}
 
 
 @app.get("/headers")
+@app.get("/{prefix:path}/headers")
 def headers(request: Request):
     # Repeated headers are joined as HTTP allows (", "), so none is lost from the answer.
     seen = {}
@@ -99,16 +112,19 @@ def event_stream(tokens, interval_ms):
 
 
 @app.get("/stream")
+@app.get("/{prefix:path}/stream")
 def stream_get(tokens: int = Query(20, ge=0, le=MAX_TOKENS), interval_ms: int = Query(100, ge=0, le=MAX_INTERVAL_MS)):
     return event_stream(tokens, interval_ms)
 
 
 @app.post("/stream")
+@app.post("/{prefix:path}/stream")
 def stream_post(req: StreamRequest):
     return event_stream(req.tokens, req.interval_ms)
 
 
 @app.websocket("/ws")
+@app.websocket("/{prefix:path}/ws")
 async def ws_echo(websocket: WebSocket):
     await websocket.accept()
     while True:
@@ -120,3 +136,26 @@ async def ws_echo(websocket: WebSocket):
             await websocket.close(code=1003)
             return
         await websocket.send_text(json.dumps({"echo": message["text"], "version": VERSION}))
+
+
+@app.api_route("/mcp", methods=["GET", "POST"])
+@app.api_route("/{prefix:path}/mcp", methods=["GET", "POST"])
+def mcp():
+    return {"mcp": "ok", "name": NAME, "version": VERSION}
+
+
+def ask(url):
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return {"status": resp.status, "body": json.loads(resp.read().decode("utf-8") or "null")}
+    except urllib.error.HTTPError as e:
+        return {"status": e.code}
+    except (OSError, ValueError) as e:
+        return {"error": str(e)}
+
+
+@app.get("/upstreams")
+@app.get("/{prefix:path}/upstreams")
+def upstreams():
+    urls = [url.strip() for url in os.environ.get("MCP_SERVERS", "").split(",") if url.strip()]
+    return dict((url, ask(url)) for url in urls)

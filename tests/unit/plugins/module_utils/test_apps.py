@@ -113,3 +113,21 @@ def test_a_resolved_list_gives_the_same_entries_upstreams_and_routes(source):
     assert apps.normalize(resolved) == resolved
     assert apps.upstreams(resolved) == apps.upstreams(raw)
     assert apps.routes(resolved) == apps.routes(raw)
+
+
+def test_an_absent_app_needs_only_its_name_and_loses_its_routes_and_upstream():
+    listed = apps.normalize([app(routes=[{"path": "/api/", "allow": ["*"]}]),
+                             {"name": "old_app", "state": "absent"},
+                             dict(app(name="gone", slots={"blue": 8201, "green": 8202}), state="absent",
+                                  routes=[{"path": "/gone/", "allow": ["*"]}])])
+    assert [(a["name"], a["state"]) for a in listed] == [("sse_app", "present"), ("old_app", "absent"),
+                                                         ("gone", "absent")]
+    # gone's slots are sse_app's ports: an app on its way out holds no port.
+    assert [u["name"] for u in apps.upstreams(listed)] == ["sse_app"]
+    assert [r["path"] for r in apps.routes(listed)] == ["/api/"]
+    assert apps.normalize(listed) == listed
+
+
+def test_state_is_present_or_absent():
+    with pytest.raises(apps.AppError, match=r"llmstack_apps\[0\] \(sse_app\): state must be present or absent"):
+        apps.normalize([app(state="stopped")])
