@@ -221,15 +221,36 @@ def test_e_a_host_reboot_brings_every_container_back_and_the_gateway_answers(hos
     before = sorted(host.check_output("docker ps --format '{{.Names}}'").split())
     # Stop the lab host as a shutdown does (systemd's halt signal), then start it: a reboot of the EC2 stand-in.
     subprocess.run(["docker", "kill", "--signal=SIGRTMIN+3", HOST_CONTAINER], check=True, capture_output=True)
-    deadline = time.monotonic() + 60
+    halted = time.monotonic()
+    deadline = halted + 60
     while docker_state() == "running" and time.monotonic() < deadline:
         time.sleep(1)
-    if docker_state() == "running":
+    forced = docker_state() == "running"
+    if forced:
         subprocess.run(["docker", "stop", "-t", "10", HOST_CONTAINER], check=True, capture_output=True)
+    halt = "forced by docker stop after 60 s" if forced else "clean, %.0f s" % (time.monotonic() - halted)
     subprocess.run(["docker", "start", HOST_CONTAINER], check=True, capture_output=True)
-    wait_serving(host_ip(), 180)
+    try:
+        wait_serving(host_ip(), 180)
+    except AssertionError as e:
+        raise AssertionError("%s\nhalt: %s\n%s" % (e, halt, boot_report())) from None
     assert sorted(host.check_output("docker ps --format '{{.Names}}'").split()) == before
     assert live_agent(host) in before
+
+
+def boot_report():
+    """What the host's Docker did at boot: every container's state and restart policy, whether dockerd
+    holds it as stopped by hand (config.v2.json, not shown by docker inspect), and dockerd's log."""
+    script = ("docker ps -a --format '{{.Names}} {{.Status}}'; "
+              "for d in /var/lib/docker/containers/*/; do "
+              "python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); "
+              "print(c[\"Name\"], c[\"State\"][\"Running\"], c[\"HasBeenManuallyStopped\"], "
+              "c[\"State\"].get(\"ExitCode\"), c[\"State\"].get(\"Error\"))' $d/config.v2.json; done; "
+              "journalctl -u docker --no-pager -n 40 -o cat")
+    # From outside: the report must work when the host's sshd did not come back either.
+    done = subprocess.run(["docker", "exec", HOST_CONTAINER, "sh", "-c", script], capture_output=True, text=True,
+                          check=False)
+    return done.stdout + done.stderr
 
 
 def docker_state():
