@@ -14,19 +14,21 @@ import recipes  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-
 from recipes import recap  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
 
 LAB = labenv.read()
+# Every folder a recipe's converge writes on the host: the stack's config and state, the backend's bind mounts.
+STACK_PATHS = ("/etc/llmstack", "/var/lib/llmstack", "/srv/backend")
 
 
 def wipe(host):
     """The host as a fresh instance would be, but for Docker itself: no containers, none of the stack's files (a
     recipe before this one ran here)."""
     host.run("docker ps -aq | xargs -r docker rm -f")
-    host.run("rm -rf /etc/llmstack /var/lib/llmstack /srv/backend")
+    host.run("rm -rf " + " ".join(STACK_PATHS))
     assert host.check_output("docker ps -aq") == ""
 
 
 def untouched(host):
-    """Check mode left the host as it was: no container, no /etc/llmstack."""
-    return host.check_output("docker ps -aq") == "" and not host.file("/etc/llmstack").exists
+    """Check mode left the host as it was: no container, none of the stack's folders."""
+    return host.check_output("docker ps -aq") == "" and not any(host.file(p).exists for p in STACK_PATHS)
 
 
 def deploy(recipe, host, target=None):
