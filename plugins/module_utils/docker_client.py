@@ -13,6 +13,7 @@ from __future__ import absolute_import, division, print_function
 
 __metaclass__ = type
 
+import json
 import os
 import re
 import signal
@@ -381,6 +382,21 @@ def release_stale_proxies(client, error, log=None):
     while any(os.path.exists("/proc/%d" % pid) for pid in pids) and time.monotonic() < deadline:
         time.sleep(0.1)
     return bool(pids)
+
+
+def manually_stopped(client, container, base_url=None):
+    """dockerd's own mark of a container stopped or signalled through its API (`docker stop`, `docker kill`),
+    kept in <DockerRootDir>/containers/<id>/config.v2.json and not shown by `docker inspect`: an unless-stopped
+    container so marked is not started again when the daemon starts (a reboot). Only a start clears it.
+    None when it can't be read: a remote daemon, or no permission on the daemon's folder."""
+    if not is_local(base_url):
+        return None
+    try:
+        root = client.info()["DockerRootDir"]
+        with open(os.path.join(root, "containers", container.id, "config.v2.json"), encoding="utf-8") as f:
+            return bool(json.load(f).get("HasBeenManuallyStopped"))
+    except (OSError, ValueError, KeyError, docker.errors.APIError):
+        return None
 
 
 def find(client, name):

@@ -17,8 +17,10 @@ description:
     O(path)C(/releases/<id>), validates it with C(nginx -t) in that container (or, before the container
     exists, in a throwaway one from O(image)), and only then points O(path)C(/current) at it and
     reloads nginx with C(nginx -s reload) in the container (Docker's kill API would mark the container as stopped
-    by hand, and an C(unless-stopped) gateway would then not come back after a reboot). A configuration that fails C(nginx -t) never becomes current, and the
-    message shows nginx's error.
+    by hand, and an C(unless-stopped) gateway would then not come back after a reboot). A configuration that
+    fails C(nginx -t) never becomes current, and the message shows nginx's error.
+  - A running gateway that Docker holds as stopped by hand (a reload by an earlier version of this module) is
+    restarted once, with a warning, even when the configuration is unchanged: only a start clears the mark.
   - nginx runs with C(-c <mount>/current/nginx.conf); relative includes resolve against the release's
     own folder, so the candidate is validated whole and a reload reads the new release whole.
   - O(secret_files) are rendered on the host from env files (for example the API keys
@@ -26,7 +28,7 @@ description:
     never appear in a diff. A value with characters outside C([A-Za-z0-9._~+/=-]) is refused,
     naming its key.
   - No-op when the release id (a keyed hash over every file, the secret files and O(watch_files)) is
-    already current.
+    already current and the gateway is not so marked.
 author:
   - llmstack.deploy maintainers (@llmstack)
 extends_documentation_fragment:
@@ -141,6 +143,12 @@ reloaded:
   description: Whether the running gateway got a reload.
   type: bool
   returned: always
+restarted:
+  description: >-
+    Whether the gateway was restarted (or would be, in check mode) because Docker held it as stopped by hand
+    after a reload by an earlier version of this module, so that Docker starts it again at boot.
+  type: bool
+  returned: always
 secret_keys:
   description: The keys rendered into each secret file (names only).
   type: dict
@@ -203,6 +211,32 @@ def reload(module, container, p):
 
 
 def run(module, p):
+    result = apply(module, p)
+    restart_if_marked(module, p, result)
+    return result
+
+
+def restart_if_marked(module, p, result):
+    """A reload by an earlier version of this module went through Docker's kill API, which marked the gateway as
+    stopped by hand: dockerd would not start it at boot. Only a start clears the mark, so restart it once."""
+    try:
+        client = dc.connect(p["docker_host"], timeout=30)
+    except dc.DockerError:
+        return  # no daemon yet (check mode on a fresh host): no gateway to repair
+    container = dc.find(client, p["container"])
+    if container is None or container.status != "running" or not dc.manually_stopped(client, container,
+                                                                                      p["docker_host"]):
+        return
+    result.update(changed=True, restarted=True)
+    module.warn("%s: Docker holds it as stopped by hand (a reload through Docker's kill API, as this module did "
+                "before), so it would not start at boot; %s it once, which ends its open connections"
+                % (p["container"], "would restart" if module.check_mode else "restarted"))
+    if not module.check_mode:
+        with dc.call("restart %s" % p["container"]):
+            container.restart(timeout=container.attrs["Config"].get("StopTimeout") or 10)
+
+
+def apply(module, p):
     secret_names, files, secrets, secret_keys, secret_values = set(), {}, {}, {}, []
     for name, content in p["files"].items():
         files[ngx.check_file_name(name)] = ("" if content is None else str(content)).encode("utf-8")
@@ -229,7 +263,7 @@ def run(module, p):
     rid = ngx.release_id(dict(release_files, **watched), key)
     previous = ngx.current_release(p["path"])
     result = dict(changed=rid != previous, release=rid, previous=previous, validated=None, reloaded=False,
-                  secret_keys=secret_keys)
+                  restarted=False, secret_keys=secret_keys)
     if not result["changed"]:
         return result
     if module._diff:

@@ -473,6 +473,40 @@ def test_a_reload_with_other_routes_is_checked_in_the_running_gateway(lab, upstr
         gw.stop()
 
 
+def test_a_gateway_marked_stopped_by_an_old_reload_is_restarted_once(lab, upstreams):
+    """Earlier versions reloaded through Docker's kill API: such a gateway stays marked until a start clears it."""
+    gw = role_gateway.RoleGateway(lab, KEYS, llm_key=LLM_KEY)
+    routes = [{"path": "/api/", "upstream": "api", "allow": ["*"]}]
+    try:
+        assert gw.apply(routes, upstream_list(upstreams), **lab_values())[0] == 0
+        gw.start()
+        subprocess.run(["docker", "kill", "--signal", "HUP", gw.name], check=True, capture_output=True)
+        assert manually_stopped(gw.name)
+        started = container_started(gw.name)
+        rc, checked = gw.apply(routes, upstream_list(upstreams), check=True, **lab_values())
+        assert rc == 0, checked.get("msg")
+        assert (checked["changed"], checked["restarted"]) == (True, True)
+        assert manually_stopped(gw.name) and container_started(gw.name) == started, "check mode changed nothing"
+        rc, result = gw.apply(routes, upstream_list(upstreams), **lab_values())
+        assert rc == 0, result.get("msg")
+        assert (result["changed"], result["restarted"], result["reloaded"]) == (True, True, False)
+        assert "stopped by hand" in " ".join(result.get("warnings", []))
+        assert not manually_stopped(gw.name) and container_started(gw.name) != started
+        deadline = time.monotonic() + 10
+        while ask(gw.http_port, "GET", "/x")[0] != 404 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ask(gw.http_port, "GET", "/x")[0] == 404, "the restarted gateway answers"
+        again = gw.apply(routes, upstream_list(upstreams), **lab_values())[1]
+        assert (again["changed"], again["restarted"]) == (False, False)
+    finally:
+        gw.stop()
+
+
+def container_started(container):
+    return subprocess.run(["docker", "inspect", "-f", "{{.State.StartedAt}}", container], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
 def manually_stopped(container):
     """dockerd's own record of `docker stop`/`docker kill` on the container (it is not in `docker inspect`): an
     unless-stopped container so marked is not started again when the daemon starts (a reboot)."""

@@ -103,9 +103,9 @@ class RoleGateway:
                         "subjectAltName=DNS:localhost,IP:127.0.0.1", "-keyout", os.path.join(tls, "server.key"),
                         "-out", self.certificate], check=True, capture_output=True)
 
-    def apply(self, routes, upstreams, tls=False, **extra):
-        """Run the role's task with these routes and upstreams. Returns (rc, the task's result or the play's
-        output)."""
+    def apply(self, routes, upstreams, tls=False, check=False, **extra):
+        """Run the role's task with these routes and upstreams (in check mode with check=True). Returns (rc, the
+        task's result or the play's output)."""
         if tls and not os.path.exists(self.certificate):
             self.tls_files()
         values = {
@@ -133,7 +133,7 @@ class RoleGateway:
             json.dump(play, f)
         with open(vars_path, "w") as f:
             json.dump(values, f)
-        cmd, env = labenv.playbook_command(play_path, ["-e", "@" + vars_path])
+        cmd, env = labenv.playbook_command(play_path, ["-e", "@" + vars_path] + (["--check"] if check else []))
         done = subprocess.run(cmd, capture_output=True, text=True, cwd=labenv.ROOT, env=env, timeout=300, check=False)
         try:
             result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]

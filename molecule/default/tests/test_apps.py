@@ -184,31 +184,34 @@ def test_rollout_rollback_and_status_take_an_app_by_name(stack, host):
 
 
 def _slow_download(path, out):
-    """GET path, reading 64 KiB every 100 ms (a slow client: 20 MiB take half a minute), into out['body']."""
+    """GET path into out['body'], reading 64 KiB every 100 ms (a slow client: 20 MiB would take minutes) until
+    out['switched'] is set, then the rest at full speed."""
     raw = socket.create_connection((host_ip(), 443), timeout=60)
     sock = ssl._create_unverified_context().wrap_socket(raw, server_hostname="llmstack-lab")
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
     sock.sendall(("GET %s HTTP/1.1\r\nHost: llmstack-lab\r\nConnection: close\r\n\r\n" % path).encode())
-    data = b""
+    data = bytearray()
     out["started"].set()
     while True:
         chunk = sock.recv(65536)
         if not chunk:
             break
         data += chunk
-        time.sleep(0.1)
-    out["body"] = data.split(b"\r\n\r\n", 1)[1]
+        if not out["switched"].is_set():
+            time.sleep(0.1)
+    out["body"] = bytes(data).split(b"\r\n\r\n", 1)[1]
 
 
 def test_a_static_release_switch_gives_a_downloading_client_one_release_whole(stack, host):
-    out = {"started": threading.Event()}
-    reader = threading.Thread(target=_slow_download, args=("/big.bin", out))
+    out = {"started": threading.Event(), "switched": threading.Event()}
+    reader = threading.Thread(target=_slow_download, args=("/big.bin", out), daemon=True)
     reader.start()
     assert out["started"].wait(30)
     time.sleep(1)
     second = build(stack["site"], "static-2", "release two")
     proc = playbook("site.yml", "--tags", "gateway", *extra_vars(stack["site"]), check=True)
     assert reader.is_alive(), "the download was still going when the release switched (a slower client is needed)"
+    out["switched"].set()
     assert b"frontend-version: static-2" in get("/")[2], proc.stdout[-2000:]
     reader.join(300)
     assert hashlib.sha256(out["body"]).hexdigest() == stack["digest"], "the old release, whole"
