@@ -20,7 +20,7 @@ description:
     by hand, and an C(unless-stopped) gateway would then not come back after a reboot). A configuration that
     fails C(nginx -t) never becomes current, and the message shows nginx's error.
   - A running gateway that Docker holds as stopped by hand (a reload by an earlier version of this module) is
-    restarted once, with a warning, even when the configuration is unchanged: only a start clears the mark.
+    restarted once, with a warning, even when the configuration is unchanged (only a start clears the mark).
   - nginx runs with C(-c <mount>/current/nginx.conf); relative includes resolve against the release's
     own folder, so the candidate is validated whole and a reload reads the new release whole.
   - O(secret_files) are rendered on the host from env files (for example the API keys
