@@ -224,8 +224,9 @@ def restart_if_marked(module, p, result):
     except dc.DockerError:
         return  # no daemon yet (check mode on a fresh host): no gateway to repair
     container = dc.find(client, p["container"])
-    if container is None or container.status != "running" or not dc.manually_stopped(client, container,
-                                                                                      p["docker_host"]):
+    if container is None or container.status != "running":
+        return
+    if not dc.manually_stopped(client, container, p["docker_host"]):
         return
     result.update(changed=True, restarted=True)
     module.warn("%s: Docker holds it as stopped by hand (a reload through Docker's kill API, as this module did "
