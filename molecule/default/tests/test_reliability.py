@@ -239,8 +239,8 @@ def test_e_a_host_reboot_brings_every_container_back_and_the_gateway_answers(hos
 
 
 def boot_report():
-    """What the host's Docker did at boot: every container's state and restart policy, whether dockerd
-    holds it as stopped by hand (config.v2.json, not shown by docker inspect), and dockerd's log."""
+    """What the host's Docker did at boot: every container's status, whether it runs, whether dockerd holds it
+    as stopped by hand (config.v2.json, not shown by docker inspect), its exit code and error, and dockerd's log."""
     script = ("docker ps -a --format '{{.Names}} {{.Status}}'; "
               "for d in /var/lib/docker/containers/*/; do "
               "python3 -c 'import json,sys; c=json.load(open(sys.argv[1])); "
