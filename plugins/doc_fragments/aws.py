@@ -42,6 +42,17 @@ options:
         botocore already retries those itself (connect timeout 5 s, read timeout 15 s).
     type: int
     default: 8
+  parameters:
+    description:
+      - A Parameter Store kept on the controller, for a host without SSM (a VPS), for example from an Ansible
+        Vault file beside the inventory. A dict of full parameter names (C(/app/production/db_password)) to
+        values, read in place of SSM with the same paths, names, keys and errors.
+      - Every value is treated as a SecureString is, never returned, logged or shown.
+      - When set, the module makes no AWS call and needs neither boto3 nor credentials; the other AWS options
+        are ignored, RV(region) is C(null) and RV(api_calls) C(0). Version and label selectors need SSM.
+      - The plays set it for every SSM module from C(llmstack_vault_parameters) when
+        C(llmstack_secrets_source=vault).
+    type: dict
   state_dir:
     description:
       - Folder where the modules keep their state on the host, the same as

@@ -91,6 +91,8 @@ AWS_ARGUMENT_SPEC = dict(
     endpoint_url=dict(type="str", aliases=["aws_endpoint_url"]),
     max_attempts=dict(type="int", default=8),
     state_dir=dict(type="path", default="/var/lib/llmstack"),
+    # A Parameter Store kept on the controller (Ansible Vault): read in place of SSM.
+    parameters=dict(type="dict", no_log=True),
 )
 KEY_MODES = ("basename", "relative")
 _INVALID_CHARS_RE = re.compile(r"[^A-Za-z0-9_]")
@@ -422,6 +424,40 @@ class SsmClient:
         return [dict(matched[n], Name=n) for n in wanted]
 
 
+class ControllerParameters:
+    """The parameters given on the controller ({name: value}, e.g. from Ansible Vault), read the way SsmClient
+    reads SSM: the same paths, names, keys and errors, and no AWS call (calls stays 0, region None)."""
+
+    where = "the parameters given on the controller"
+
+    def __init__(self, parameters):
+        self.values = {}
+        for name, value in (parameters or {}).items():
+            name = str(name)
+            if not name.startswith("/") or name.endswith("/") or "//" in name:
+                raise SsmError("parameters: name %r must be a full parameter name: start with '/', no empty "
+                               "segment, no trailing '/'" % _shorten(name))
+            if value is None or isinstance(value, (dict, list)):
+                raise SsmError("parameters: %s must be a string" % _shorten(name))
+            self.values[name] = str(value)
+        self.region = None
+        self.calls = 0
+
+    def get_by_path(self, path, recursive=True, decrypt=True):  # pylint: disable=unused-argument
+        base = path.rstrip("/") + "/"
+        return [{"Name": n, "Value": v} for n, v in sorted(self.values.items())
+                if n.startswith(base) and (recursive or "/" not in n[len(base):])]
+
+    def get_by_names(self, names, decrypt=True):  # pylint: disable=unused-argument
+        selected = [n for n in names if split_selector(n)[1]]
+        if selected:
+            raise SsmError("%s: version and label selectors need SSM: %s" % (self.where, ", ".join(selected)))
+        missing = sorted(set(n for n in names if n not in self.values))
+        if missing:
+            raise SsmError("parameter(s) not found in %s: %s" % (self.where, ", ".join(missing)))
+        return [{"Name": n, "Value": self.values[n]} for n in names]
+
+
 def match_results(wanted, results):
     """{name as asked: parameter} for GetParameters results.
 
@@ -477,9 +513,9 @@ def collect(client, paths=(), names=(), recursive=True, decrypt=True, key_mode="
         params = client.get_by_path(path, recursive=recursive, decrypt=decrypt)
         if not params and not allow_empty:
             # Named with the region: a wrong region is the usual reason a path that exists looks empty.
-            raise SsmError("path %s holds no parameters in region %s (GetParametersByPath, recursive=%s); "
-                           "set allow_empty to accept that" % (path, getattr(client, "region", None) or "(unknown)",
-                                                               recursive))
+            where = getattr(client, "where", None) or "region %s" % (getattr(client, "region", None) or "(unknown)")
+            raise SsmError("path %s holds no parameters in %s (GetParametersByPath, recursive=%s); set allow_empty "
+                           "to accept that" % (path, where, recursive))
         count += len(params)
         for key, (_name, value) in map_parameters(params, base=path, key_mode=key_mode).items():
             values[key] = value
@@ -503,14 +539,16 @@ def collect(client, paths=(), names=(), recursive=True, decrypt=True, key_mode="
 
 
 def run_module(module, run, what):
-    """The end of each SSM module's main(): connect with the AWS options (AWS_ARGUMENT_SPEC), call
-    run(module, client) and exit with its result; errors become messages naming the file, never a value."""
-    if not HAS_BOTO3:
-        module.fail_json(msg=missing_required_lib("boto3 and botocore"))
+    """The end of each SSM module's main(): the source (the parameters option, else SSM with the AWS options of
+    AWS_ARGUMENT_SPEC), then run(module, client) and exit with its result; errors become messages naming the file,
+    never a value. With the parameters option nothing reaches for AWS, and boto3 is not needed."""
     p = module.params
+    local = p["parameters"] is not None
+    if not local and not HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3 and botocore"))
     try:
-        client = SsmClient.connect(region=p["region"], profile=p["profile"],
-                                   endpoint_url=p["endpoint_url"], max_attempts=p["max_attempts"])
+        client = ControllerParameters(p["parameters"]) if local else SsmClient.connect(
+            region=p["region"], profile=p["profile"], endpoint_url=p["endpoint_url"], max_attempts=p["max_attempts"])
         module.exit_json(**run(module, client))
     except (SsmError, EnvFileError, StateError) as e:
         module.fail_json(msg="%s: %s" % (p["path"], e))

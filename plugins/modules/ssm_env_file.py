@@ -58,7 +58,7 @@ options:
   extra:
     description:
       - Extra C(KEY=value) pairs, for example C(IMAGE_TAG). They override O(paths), O(names) and O(named).
-      - Meant for values that are not secret; keep secrets in SSM.
+      - Meant for values that are not secret; keep secrets in SSM or in O(parameters).
     type: dict
     default: {}
   recursive:
@@ -142,6 +142,16 @@ EXAMPLES = r"""
     required_keys: [DB_HOST, DB_PASSWORD]
     region: eu-west-1
   register: agent_env
+
+- name: On a VPS without SSM, the same env file from an Ansible Vault file beside the inventory (no AWS call)
+  llmstack.deploy.ssm_env_file:
+    path: /etc/llmstack/agent_service.env
+    paths:
+      - /agent/production/agent_service
+    parameters:
+      /agent/production/agent_service/db_password: "{{ vault_agent_db_password }}"
+      /agent/production/agent_service/openai_api_key: "{{ vault_agent_openai_api_key }}"
+    required_keys: [DB_PASSWORD]
 
 - name: The agent service gets postgres's password under the name libpq reads
   llmstack.deploy.ssm_env_file:
@@ -234,12 +244,12 @@ key_changes:
       elements: str
       sample: [DB_PASSWORD]
 region:
-  description: The AWS region used (see O(region) for where it comes from).
+  description: The AWS region used (see O(region) for where it comes from); null with O(parameters).
   returned: always
   type: str
   sample: eu-west-1
 api_calls:
-  description: SSM API calls made, retries included.
+  description: SSM API calls made, retries included; 0 with O(parameters).
   returned: always
   type: int
   sample: 3

@@ -88,12 +88,12 @@ checksum:
   type: str
   sample: 3b1f0c1e9b3f8d0c8a5e0f7d7c1b2a3e4f5a6b7c8d9e0f1a2b3c4d5e6f7a8b9c
 region:
-  description: The AWS region used.
+  description: The AWS region used; null with O(parameters).
   returned: always
   type: str
   sample: eu-west-1
 api_calls:
-  description: SSM API calls made, retries included.
+  description: SSM API calls made, retries included; 0 with O(parameters).
   returned: always
   type: int
   sample: 1

@@ -486,3 +486,55 @@ def test_unreachable_endpoint_is_a_message(play, prefix, tmp_path):
     assert res.rc != 0
     msg = res.task()["msg"]
     assert "GetParametersByPath on path %s" % prefix in msg and "cannot reach" in msg
+
+
+def no_aws(play):
+    """Module defaults under which any AWS call fails (nothing listens on port 9): a module that reached for SSM
+    could not pass."""
+    return {MODULE: {"state_dir": play.state_dir, "endpoint_url": "http://127.0.0.1:9", "max_attempts": 1}}
+
+
+def test_parameters_from_the_controller_make_no_aws_call_and_keep_ssms_guarantees(play, tmp_path):
+    """A VPS without SSM: the parameters from Ansible Vault, read by the same paths and names as in SSM, give the
+    same file, diff and checksum."""
+    prefix = "/vps/production"
+    secret = {prefix + "/app/db_password": "vault-" + uuid.uuid4().hex,
+              prefix + "/app/nested/api_key": "vault-" + uuid.uuid4().hex,
+              prefix + "/shared/llm_api_key": "vault-" + uuid.uuid4().hex}
+    dest = tmp_path / "vps" / "app.env"
+    args = dict(path=str(dest), paths=[prefix + "/app"], named={"LLM_KEY": prefix + "/shared/llm_api_key"},
+                extra={"IMAGE_TAG": "1.0.0"}, required_keys=["DB_PASSWORD"], parameters=secret)
+    want = {"DB_PASSWORD": secret[prefix + "/app/db_password"], "API_KEY": secret[prefix + "/app/nested/api_key"],
+            "LLM_KEY": secret[prefix + "/shared/llm_api_key"], "IMAGE_TAG": "1.0.0"}
+    aws_down = no_aws(play)
+
+    checked = play.run([task(**args)], args=["--check"], module_defaults=aws_down)
+    assert checked.rc == 0, checked.output
+    assert checked.task()["changed"] is True and not dest.exists(), "check mode wrote the file"
+
+    shown = play.run([task(**args)], args=["-vvvv", "--diff"], callback="default", module_defaults=aws_down)
+    assert shown.rc == 0, shown.output
+    assert "API_KEY" in shown.output, "the diff names the keys"
+    for value in secret.values():
+        assert value not in shown.output, "a secret from the controller was shown"
+    assert read_env(str(dest)) == want
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+
+    again = play.run([task(**args)], module_defaults=aws_down)
+    assert again.rc == 0, again.output
+    result = again.task()
+    assert (result["changed"], result["api_calls"], result["region"]) == (False, 0, None)
+    assert result["checksum"] == keyed((tmp_path / "state" / "host.key").read_bytes().strip(), dest)
+
+    # Refused, naming the key or the parameter and never a value; the file stays as it was.
+    refused = {
+        "REDIS_URL": {**args, "required_keys": ["DB_PASSWORD", "REDIS_URL"]},
+        prefix + "/shared/missing": {**args, "named": {"LLM_KEY": prefix + "/shared/missing"}},
+        prefix + "/empty": {**args, "paths": [prefix + "/empty"]},
+        "relative/name": {**args, "parameters": {**secret, "relative/name": "x"}},
+    }
+    for name, bad in refused.items():
+        res = play.run([task(**bad)], module_defaults=aws_down, args=["-vvv"], callback="default")
+        assert res.rc != 0 and name in res.output, (name, res.output[-2000:])
+        assert not [v for v in secret.values() if v in res.output], name
+    assert read_env(str(dest)) == want, "a refused run left the file as it was"

@@ -80,3 +80,22 @@ def test_missing_folder_is_created_and_not_in_check_mode(run, put, prefix, tmp_p
     assert res.rc == 0, res.output
     assert stat.S_IMODE(dest.parent.stat().st_mode) == 0o700 and stat.S_IMODE(dest.stat().st_mode) == 0o600
     assert run(args).task()["changed"] is False
+
+
+def test_a_pem_from_the_controllers_parameters_with_no_aws_call(run, tmp_path):
+    """A VPS without SSM: the key from Ansible Vault (the parameters option), byte for byte, never shown."""
+    lines = [uuid.uuid4().hex, uuid.uuid4().hex]
+    name = "/vps/production/nginx_gateway/tls_key"
+    dest = tmp_path / "server.key"
+    # Nothing listens on port 9: a module that reached for SSM could not pass.
+    args = dict(path=str(dest), name=name, parameters={name: KEY_PEM % tuple(lines)},
+                endpoint_url="http://127.0.0.1:9", max_attempts=1)
+    res = run(args, args=["--diff", "-vvv"], callback="default")
+    assert res.rc == 0, res.output
+    assert dest.read_text() == KEY_PEM % tuple(lines)
+    assert stat.S_IMODE(os.stat(str(dest)).st_mode) == 0o600
+    assert not [line for line in lines if line in res.output]
+    again = run(args)
+    assert (again.task()["changed"], again.task()["api_calls"], again.task()["region"]) == (False, 0, None)
+    missing = run({**args, "name": name + "_old"})
+    assert missing.rc != 0 and name + "_old" in missing.task()["msg"]

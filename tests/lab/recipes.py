@@ -10,6 +10,7 @@ Recipe(lab, name).seed() puts the SSM parameters its README lists into moto (val
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 
@@ -51,13 +52,23 @@ class Recipe:
         self.lab, self.name = lab, name
         self.spec = RECIPES[name]
         self.folder = os.path.join(ROOT, "examples", name)
-        with open(os.path.join(self.folder, "group_vars", "all.yml"), encoding="utf-8") as f:
+        # group_vars/all.yml, or all/main.yml where the vault file goes beside it (Ansible reads one or the other).
+        folder = os.path.join(self.folder, "group_vars", "all")
+        with open(os.path.join(folder, "main.yml") if os.path.isdir(folder) else folder + ".yml", encoding="utf-8") as f:
             self.group_vars = yaml.safe_load(f)
         self.prefix = self.group_vars["llmstack_ssm_prefix"]
         self.lab_dir = os.path.join(lab["LAB_DIR"], "recipes", name)
         os.makedirs(self.lab_dir, mode=0o700, exist_ok=True)
         static = os.path.join(self.folder, "hosts.yml")
         self.inventory = static if os.path.exists(static) else os.path.join(self.folder, "inventory_aws_ec2.yml")
+        # Where its parameters go: SSM (moto), or its Ansible Vault file (group_vars/all/vault.yml).
+        self.source = "vault" if "vault" in self.spec else "ssm"
+        self.parameters = self.spec.get(self.source, {})
+        if self.source == "vault":
+            # The recipe's folder copied, as a user copies it, to hold the vault file beside its inventory.
+            self.copy = os.path.join(self.lab_dir, "recipe")
+            shutil.copytree(self.folder, self.copy, dirs_exist_ok=True)
+            self.inventory = os.path.join(self.copy, os.path.basename(self.inventory))
 
     # --- the lab's files for the recipe -----------------------------------------------------------------
     def secret(self, name):
@@ -105,13 +116,34 @@ class Recipe:
             return self.lab[kind.split(":", 1)[1]].rsplit(":", 1)[1]
         return kind
 
-    def seed(self):
-        """The recipe's SSM parameters in moto: SecureString for secrets, keys and the TLS key, else String."""
+    def seed(self, leave_out=()):
+        """The recipe's parameters where it reads them: in moto (SecureString for secrets, keys and the TLS key,
+        else String), or in its vault file, encrypted with ansible-vault (leave_out: names the file then lacks)."""
+        if self.source == "vault":
+            self.write_vault(dict((name, self.value(name, kind)) for name, kind in self.parameters.items()
+                                  if name not in leave_out))
+            return
         client = labenv.ssm_client(self.lab)
-        for name, kind in self.spec.get("ssm", {}).items():
+        for name, kind in self.parameters.items():
             secure = str(kind) in ("secret", "key", "registry", "tls_key")
             client.put_parameter(Name="%s/%s" % (self.prefix, name), Value=self.value(name, kind), Overwrite=True,
                                  Type="SecureString" if secure else "String")
+
+    def vault_password_file(self):
+        return os.path.join(self.lab_dir, "vault-password")
+
+    def write_vault(self, parameters):
+        """group_vars/all/vault.yml of the recipe's copy: llmstack_vault_parameters, encrypted as its README says."""
+        self.secret("vault-password")  # made once, at vault_password_file()
+        folder = os.path.join(self.copy, "group_vars", "all")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, "vault.yml")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            yaml.safe_dump({"llmstack_vault_parameters": parameters}, f)
+        binary = os.path.join(os.path.dirname(sys.executable), "ansible-vault")
+        subprocess.run([binary if os.path.exists(binary) else "ansible-vault", "encrypt", path,
+                        "--vault-password-file", self.vault_password_file()], check=True, capture_output=True)
 
     def leaked(self, *texts):
         """The names of the recipe's secrets that appear in any of texts."""
@@ -120,7 +152,7 @@ class Recipe:
     def seeded_secrets(self):
         """{name: value} of what the lab made for the recipe that must never show in output: its secrets, keys,
         the registry password and each line of its TLS key's body (a PEM's first and last lines are public)."""
-        found = dict((name, self.value(name, kind)) for name, kind in self.spec.get("ssm", {}).items()
+        found = dict((name, self.value(name, kind)) for name, kind in self.parameters.items()
                      if str(kind) in ("secret", "key", "registry"))
         key = os.path.join(self.lab_dir, "tls.key")
         if os.path.exists(key):
@@ -171,4 +203,6 @@ class Recipe:
         binary = os.path.join(os.path.dirname(sys.executable), "ansible-playbook")
         argv = [binary if os.path.exists(binary) else "ansible-playbook", "-i", os.path.relpath(self.inventory, ROOT),
                 os.path.join("playbooks", play), "-e", "@" + overlay] + list(args)
+        if self.source == "vault":
+            argv += ["--vault-password-file", self.vault_password_file()]  # the README's --ask-vault-pass
         return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout, check=False)

@@ -26,8 +26,15 @@ def inventory(recipe):
     return None
 
 
+def group_vars_path(recipe):
+    """group_vars/all.yml, or group_vars/all/main.yml in a recipe whose vault file goes beside it."""
+    folder = os.path.join(ROOT, "examples", recipe, "group_vars")
+    return os.path.join(folder, "all", "main.yml") if os.path.isdir(os.path.join(folder, "all")) \
+        else os.path.join(folder, "all.yml")
+
+
 def group_vars(recipe):
-    with open(os.path.join(ROOT, "examples", recipe, "group_vars", "all.yml"), encoding="utf-8") as f:
+    with open(group_vars_path(recipe), encoding="utf-8") as f:
         return yaml.safe_load(f)
 
 
@@ -120,7 +127,20 @@ def test_the_lab_stands_in_for_each_app_and_seeds_what_the_readme_lists(recipe):
         readme = f.read()
     # "backend/*" in a README covers backend/<anything>; "nginx_gateway/api_keys/<client>" any client.
     listed = re.findall(r"`([a-z0-9_/<>*]+)`", readme)
-    for name in lab["ssm"]:
+    for name in lab.get("ssm") or lab["vault"]:
         covered = [n for n in listed if n == name or (n.endswith("/*") and name.startswith(n[:-1]))
                    or (n.endswith("/<client>") and name.startswith(n[:-len("<client>")]))]
         assert covered, "%s: the README names no SSM parameter %s" % (recipe, name)
+
+
+@pytest.mark.parametrize("recipe", [r for r in RECIPES if "vault" in lab_recipes()[r]])
+def test_a_vault_recipe_reads_no_aws_and_its_example_vault_holds_what_the_lab_seeds(recipe):
+    """A recipe without SSM: llmstack_secrets_source vault, no AWS setting or lookup, and vault.example.yml (what its
+    README copies to group_vars/all/vault.yml) with every parameter the lab puts in the lab's vault file."""
+    with open(group_vars_path(recipe), encoding="utf-8") as f:
+        text = f.read()
+    assert yaml.safe_load(text)["llmstack_secrets_source"] == "vault"
+    assert not re.search(r"amazon\.aws|llmstack_aws_", text), "a vault recipe reaches for AWS"
+    with open(os.path.join(ROOT, "examples", recipe, "vault.example.yml"), encoding="utf-8") as f:
+        example = yaml.safe_load(f)["llmstack_vault_parameters"]
+    assert sorted(example) == sorted(lab_recipes()[recipe]["vault"])

@@ -85,6 +85,41 @@ def test_the_design_stream_arrives_in_pieces_and_the_key_never_reaches_the_app(r
     assert HEADER not in logs and "Authorization" not in logs
 
 
+def running(host):
+    """{container name: (id, start time)} of the host's running containers."""
+    out = host.check_output("docker ps -q | xargs -r docker inspect --format '{{.Name}} {{.Id}} {{.State.StartedAt}}'")
+    return dict((line.split()[0], tuple(line.split()[1:])) for line in out.splitlines())
+
+
+def test_the_converges_read_secrets_from_the_vault_file_only(recipe, host):
+    """No moto, no AWS keys: every AWS endpoint is a dead port (tests/lab/recipes.yml), so the converges above
+    passing proves nothing reached for AWS; the app's env file holds the vault's value, 0600."""
+    assert recipe.source == "vault"
+    env = host.file("/etc/llmstack/streaming_server.env")
+    assert env.mode == 0o600 and env.user == "root"
+    assert "OPENAI_API_KEY=%s\n" % recipe.secret("streaming_server/openai_api_key") in env.content_string
+
+
+def test_a_converge_at_vvv_shows_no_secret_from_the_vault(recipe, lab_host):
+    proc = recipe.playbook("site.yml", "-vvv", "--diff", host=lab_host)
+    assert proc.returncode == 0 and recap(proc, HOST)["changed"] == 0, proc.stdout[-3000:]
+    assert recipe.leaked(proc.stdout + proc.stderr) == []
+
+
+def test_a_vault_without_a_secret_is_refused_naming_it_and_nothing_is_touched(recipe, host, lab_host):
+    before = running(host)
+    recipe.seed(leave_out=["streaming_server/openai_api_key"])
+    try:
+        proc = recipe.playbook("site.yml", host=lab_host)
+    finally:
+        recipe.seed()
+    assert proc.returncode != 0
+    assert "path /devussy/production/streaming_server holds no parameters in the parameters given on the " \
+           "controller" in proc.stdout, proc.stdout[-3000:]
+    assert running(host) == before, "the running containers were touched"
+    assert recipe.leaked(proc.stdout + proc.stderr) == []
+
+
 def test_rollout_of_the_frontend_as_the_readme_runs_it(recipe, lab_host):
     proc = recipe.playbook("rollout.yml", "-e", "service=frontend", "-e", "image_tag=1.0.1", host=lab_host)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]

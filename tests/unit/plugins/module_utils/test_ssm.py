@@ -282,3 +282,45 @@ def test_collect_empty_path_fails_unless_allowed():
     with pytest.raises(ssm.SsmError, match="/empty holds no parameters in region eu-west-3"):
         ssm.collect(FakeClient(), paths=["/empty"])
     assert ssm.collect(FakeClient(), paths=["/empty"], allow_empty=True) == ({}, 0)
+
+
+# ------------------------------------------------------------- the controller's parameters (Ansible Vault)
+
+STORE = {"/app/prod/db/host": "db", "/app/prod/db/password": "pw", "/app/prod/api_key": "k",
+         "/app/production/other": "x"}
+
+
+def test_controller_parameters_read_paths_as_ssm_does():
+    store = ssm.ControllerParameters(STORE)
+    values, count = ssm.collect(store, paths=["/app/prod"], named={"PW": "/app/prod/db/password"})
+    # Recursive by default; /app/production is not under /app/prod.
+    assert values == {"HOST": "db", "PASSWORD": "pw", "API_KEY": "k", "PW": "pw"} and count == 4
+    flat, _count = ssm.collect(store, paths=["/app/prod/"], recursive=False)
+    assert flat == {"API_KEY": "k"}
+    relative, _count = ssm.collect(store, paths=["/app/prod"], key_mode="relative")
+    assert relative["DB_PASSWORD"] == "pw"
+    assert (store.calls, store.region) == (0, None)
+
+
+@pytest.mark.parametrize("kwargs, named", [
+    (dict(paths=["/app/none"]), "path /app/none holds no parameters in the parameters given on the controller"),
+    (dict(names=["/app/prod/api_key", "/app/gone"]), "not found in the parameters given on the controller: /app/gone"),
+    (dict(names=["/app/prod/api_key:3"]), "selectors need SSM: /app/prod/api_key:3"),
+])
+def test_controller_parameters_name_what_is_missing_never_a_value(kwargs, named):
+    with pytest.raises(ssm.SsmError) as e:
+        ssm.collect(ssm.ControllerParameters(STORE), **kwargs)
+    assert named in str(e.value) and "pw" not in str(e.value).split()
+
+
+@pytest.mark.parametrize("name", ["app/prod/x", "/app//x", "/app/x/"])
+def test_controller_parameters_need_full_names(name):
+    with pytest.raises(ssm.SsmError) as e:
+        ssm.ControllerParameters({name: "secret-value"})
+    assert repr(name) in str(e.value) and "secret-value" not in str(e.value)
+
+
+def test_controller_parameters_refuse_a_value_that_is_not_a_string():
+    with pytest.raises(ssm.SsmError) as e:
+        ssm.ControllerParameters({"/app/prod/list": ["a"]})
+    assert "/app/prod/list must be a string" in str(e.value)
