@@ -13,7 +13,9 @@ Method (printed with the figures):
     SSH / docker. Goal: changed=0 and a playbook time of at most 10 s over SSH.
     The anchor: the same no-op site.yml over SSH from the tree of BENCH_ANCHOR (default: main before the roles
     took over their operations, issue 17), its own playbooks, roles, modules and lab inventory (`git archive`),
-    in each round before the others. Ratio: this tree / the anchor, over SSH.
+    its runs in one block before this tree's: the two trees render different gateway configs, so the first run
+    of each block moves the host from one to the other (changed=1) and the medians are of no-op runs.
+    Ratio: this tree / the anchor, over SSH.
 (c) Gateway overhead: a loader on the lab host's loopback sends small non-streamed completions
     (max_tokens 1) over one keep-alive connection each way: through the gateway
     (https://127.0.0.1/llm_api/chat/completions) and direct to the stand-in
@@ -188,20 +190,24 @@ def main():
     with tempfile.TemporaryDirectory() as folder, tempfile.TemporaryDirectory() as old:
         inventories = {"ssh": ssh_inventory, "docker": docker_inventory(lab, host, folder)}
         anchor = anchor_tree(old)
+        # The anchor in a block of its own: the two trees render different gateway configs, so the first run of
+        # each block moves the host from one to the other (changed); the medians are of no-op runs.
+        for _round in range(RUNS if anchor else 0):
+            runs["anchor"].append(site(os.path.join(anchor, "tests", "lab", "inventory"), host["inventory_name"],
+                                       root=anchor))
         for _round in range(RUNS):
-            if anchor:
-                runs["anchor"].append(site(os.path.join(anchor, "tests", "lab", "inventory"), host["inventory_name"],
-                                           root=anchor))
             for kind in ("ssh", "docker"):
                 runs[kind].append(site(inventories[kind], host["inventory_name"]))
-    print("\n(b) no-op site.yml, %d runs each way, alternating" % RUNS)
+    print("\n(b) no-op site.yml, %d runs each way, SSH and docker alternating, the anchor's block first" % RUNS)
     medians = {}
     for kind, label in (("ssh", "SSH (inventory_aws_ec2.yml)"), ("docker", "docker exec (static inventory)")):
         medians[kind] = statistics.median(t for _c, t in runs[kind])
         print("  %-31s playbook %s s   median %5.1f s   changed %s" % (
             label, " ".join("%5.1f" % t for _c, t in runs[kind]), medians[kind],
             sorted(set(c for c, _t in runs[kind]))))
-    unchanged = all(c == 0 for kind in runs for c, _t in runs[kind]) and second["changed"] == 0
+    # The first SSH run after the anchor's block only moves the host back to this tree's config.
+    counted = dict(runs, ssh=runs["ssh"][1:] if runs["anchor"] else runs["ssh"])
+    unchanged = all(c == 0 for kind in counted for c, _t in counted[kind]) and second["changed"] == 0
     print("  ratio SSH / docker: %.2f; goal changed=0 and <= 10 s over SSH: %s" % (
         medians["ssh"] / medians["docker"], "met" if unchanged and medians["ssh"] <= 10 else "NOT met"))
     if runs["anchor"]:
