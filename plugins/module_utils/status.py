@@ -27,7 +27,7 @@ import stat
 import time
 
 from ansible_collections.llmstack.deploy.plugins.module_utils import docker_client as dc
-from ansible_collections.llmstack.deploy.plugins.module_utils import gpu, image_ref, state, switch
+from ansible_collections.llmstack.deploy.plugins.module_utils import gpu, heal, image_ref, state, switch
 from ansible_collections.llmstack.deploy.plugins.module_utils import spec as specs
 
 # The stack's services in the order they depend on each other (single_host.yml's order); others follow by name.
@@ -231,7 +231,8 @@ def service_status(client, state_dir, name, containers, switch_dir=None):
     """One service's status (see the module's RETURN); client None when Docker can't be reached."""
     report = {"name": name, "strategy": None, "image": None, "tag": None, "digest": None, "deployed": None,
               "deployment": None, "slot": None, "switch": None, "container": None, "last": None, "rollback_to": None,
-              "history": os.path.join(state_dir, "deployments", "%s.json" % name), "error": None}
+              "history": os.path.join(state_dir, "deployments", "%s.json" % name), "error": None,
+              "heal_restarts": heal.read_counts(state_dir).get(name)}
     history = current = None
     try:
         history = state.History(state_dir, name)
@@ -421,6 +422,10 @@ def service_lines(s):
         if last["error"] and last["status"] != state.SUCCEEDED:
             text += ": %s" % last["error"]
         out.append(text)
+    if s["heal_restarts"]:
+        h = s["heal_restarts"]
+        out.append("%s: restarted %d time%s by self-healing, last %s (%s)" % (
+            name, h["count"], "" if h["count"] == 1 else "s", h.get("last"), h.get("container")))
     if s["rollback_to"]:
         r = s["rollback_to"]
         out.append("%s: a rollback would return to #%d, %s %s" % (name, r["deployment"], tag_of(r["image"]) or "-",

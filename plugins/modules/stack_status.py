@@ -155,6 +155,11 @@ services:
     rollback_to:
       description: The deployment C(state=rolled_back) would return to (C(deployment), C(image), C(digest)), or null.
       type: dict
+    heal_restarts:
+      description:
+        - The restarts of the service's containers by self-healing (the docker_host role's timer) - C(count),
+          C(last) (UTC time) and C(container) (the name of the last one restarted), or null if there was none.
+      type: dict
     history:
       description: The history file.
       type: str

@@ -98,9 +98,15 @@ def test_first_run_merges_daemon_json_and_restarts_docker_once(lab_host, first_r
     network = json.loads(sh(lab_host, "docker network inspect llmstack"))[0]
     assert network["Driver"] == "bridge"
     assert [c["Subnet"] for c in network["IPAM"]["Config"]] == [SUBNET]
-    assert changed_tasks(result, lab_host) == [
+    assert changed_tasks(result, lab_host) == sorted([
         "Create the stack's Docker network", "Merge the role's settings into daemon.json (keys it does not set are kept)",
-        "Restart the Docker daemon"]
+        "Restart the Docker daemon", "Create the folder of the self-healing script",
+        "Install the self-healing script and its logic", "Install the self-healing service and timer",
+        "Enable and start the self-healing timer"])
+    # The timer's command runs on the host (tests/integration/test_self_healing.py restarts with it).
+    assert sh(lab_host, "systemctl is-enabled llmstack-heal.timer").strip() == "enabled"
+    assert sh(lab_host, "systemctl start llmstack-heal.service && journalctl -u llmstack-heal.service -n 3 "
+                        "--no-pager | grep -c 'container(s) restarted'").strip() != "0"
 
 
 def test_second_run_changes_nothing_and_does_not_restart_docker(lab_host, inventory, first_run):

@@ -200,3 +200,14 @@ def test_llm_api_answers_503_with_retry_after_while_vllm_is_drained_or_down(host
     while unavailable(host_ip)[0] != 200:
         assert time.monotonic() < deadline, "vllm did not come back"
         time.sleep(0.5)
+
+
+def test_the_self_healing_timer_runs_and_leaves_a_healthy_stack_alone(host):
+    """The docker_host role's timer on the converged host (tests/integration/test_self_healing.py restarts an unhealthy
+    container with the same script): enabled, and a run by hand touches none of the healthy stack's containers."""
+    assert host.service("llmstack-heal.timer").is_enabled and host.service("llmstack-heal.timer").is_running
+    started = host.check_output("docker ps -q | xargs docker inspect --format '{{.Name}} {{.State.StartedAt}}'")
+    assert host.run("systemctl start llmstack-heal.service").rc == 0
+    journal = host.check_output("journalctl -u llmstack-heal.service -n 5 --no-pager")
+    assert "0 container(s) restarted" in journal, journal
+    assert host.check_output("docker ps -q | xargs docker inspect --format '{{.Name}} {{.State.StartedAt}}'") == started

@@ -1,6 +1,7 @@
 """A small HTTP service for rollout tests: versioned, health-checked, streams, stops gracefully.
 
-APP_VERSION names the build; APP_MODE=unhealthy fails /health, APP_MODE=crash exits at start.
+APP_VERSION names the build; APP_MODE=unhealthy fails /health, APP_MODE=crash exits at start. POST /sick makes
+/health fail from then on, until the process restarts (a service gone bad while running).
 It prints its environment at start, as apps that log their config do.
 """
 import json
@@ -13,6 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("APP_VERSION", "dev")
 MODE = os.environ.get("APP_MODE", "ok")
+SICK = threading.Event()
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -28,7 +30,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/health":
-            self.send(500 if MODE == "unhealthy" else 200, json.dumps({"status": "bad" if MODE == "unhealthy" else "ok"}))
+            bad = MODE == "unhealthy" or SICK.is_set()
+            self.send(500 if bad else 200, json.dumps({"status": "bad" if bad else "ok"}))
         elif self.path.startswith("/stream"):
             # Server-sent events: one token every 50 ms, as a model would stream.
             self.send_response(200)
@@ -43,6 +46,14 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
         else:
             self.send(200, json.dumps({"version": VERSION, "path": self.path}))
+
+    def do_POST(self):
+        if self.path == "/sick":
+            SICK.set()
+            print("app %s: /health fails from now on" % VERSION, flush=True)
+            self.send(200, json.dumps({"sick": True}))
+        else:
+            self.send(404, json.dumps({"error": "not found"}))
 
     def log_message(self, fmt, *args):
         pass
