@@ -15,6 +15,7 @@ from __future__ import absolute_import, division, print_function
 __metaclass__ = type
 
 import copy
+import posixpath
 import re
 
 # The stack's own services: an app can't take their names (containers, history and -e service share them).
@@ -36,6 +37,8 @@ DEFAULTS = {
     "env": {},
     "required_keys": [],
     "volumes": [],
+    # Host folders of its bind mounts archived daily by the app role's backup timer (file data: SQLite, uploads).
+    "backup": [],
     "command": [],
     "user": "",
     "network_aliases": [],
@@ -50,7 +53,7 @@ DEFAULTS = {
     "registry_password": None,
 }
 _TYPES = {"ports": list, "ssm_paths": list, "ssm_named": dict, "env": dict, "required_keys": list, "volumes": list,
-          "command": list, "network_aliases": list, "health": dict, "routes": list, "ssm_allow_empty": bool}
+          "backup": list, "command": list, "network_aliases": list, "health": dict, "routes": list, "ssm_allow_empty": bool}
 _INTS = ("container_port", "drain_seconds", "stop_timeout")
 _PORT_RE = re.compile(r"^(?:(?P<ip>[0-9.]+|\[[0-9a-fA-F:]+\]):)?(?P<host>\d+):(?P<container>\d+)(?:/tcp)?$")
 
@@ -145,8 +148,25 @@ def _normalize_one(index, entry):
         for k in app[key]:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", str(k)):
                 raise AppError("%s: %s key %r is not an environment variable name" % (where, key, k))
+    app["backup"] = _backup(app, where)
     app["name"] = name
     return app
+
+
+def _backup(app, where):
+    """The backup folders, normalized; each must be the source of one of the app's bind mounts."""
+    binds = [str(v).split(":", 1)[0].rstrip("/") for v in app["volumes"] if str(v).startswith("/") and ":" in str(v)]
+    folders = []
+    for folder in app["backup"]:
+        path = posixpath.normpath(str(folder)) if str(folder).startswith("/") else None
+        if path is None or path == "/":
+            raise AppError("%s: backup entry %r must be an absolute folder on the host, not /" % (where, folder))
+        if path not in binds:
+            raise AppError("%s: backup folder %s is not the source of one of its bind mounts (volumes: %s): only "
+                           "the app's own data is archived" % (where, path, ", ".join(binds) or "none"))
+        if path not in folders:
+            folders.append(path)
+    return folders
 
 
 def _int(value, where, key):

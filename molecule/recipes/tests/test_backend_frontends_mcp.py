@@ -1,10 +1,12 @@
 """examples/backend-frontends-mcp on the lab host: inventory_aws_ec2.yml (the lab host is an instance tagged app in
 moto), its group_vars, the README's commands. What it promises: three static frontends at `/`, `/chat/` and
 `/voice/` shipped from the controller (a new build with `--tags gateway` switches, the one before kept), the
-backend under `/api/` without keys (its voice WebSocket included), and MCP servers the backend reaches by name on
-the stack network, never published."""
+backend under `/api/` without keys (its voice WebSocket included), MCP servers the backend reaches by name on
+the stack network, never published, and the backend's data folder backed up and restored (a drill)."""
 import json
 import ssl
+import time
+import uuid
 
 import pytest
 
@@ -93,3 +95,48 @@ def test_a_new_build_ships_with_tags_gateway_and_the_one_before_is_kept(recipe, 
     root = "/etc/llmstack/nginx_gateway/static/root"
     assert host.check_output("readlink %s/previous" % root) != host.check_output("readlink %s/current" % root)
     assert len(host.check_output("ls %s/releases" % root).split()) == 2
+
+
+def backend(host, method, path, body=None):
+    """(status, body) of a request to the backend's live slot on the host, as the gateway sends one."""
+    live = host.file("/var/lib/llmstack/switch/backend.live").content_string.strip().rsplit("_", 1)[1]
+    port = {"blue": 8201, "green": 8202}[live]
+    data = "--data-binary %s" % body if body is not None else ""
+    out = host.run("curl -s -o /tmp/drill.out -w '%%{http_code}' -X %s %s http://127.0.0.1:%d%s; echo; cat /tmp/drill.out"
+                   % (method, data, port, path)).stdout.split("\n", 1)
+    return int(out[0] or 0), out[1] if len(out) > 1 else ""
+
+
+def test_the_backends_data_folder_is_backed_up_and_restored_after_it_is_lost(recipe, host):
+    """The drill: a note written through the app, backup.yml, the data folder destroyed, restore.yml, the note read
+    back through the app; the archive is root's and 0600, the folder keeps the app user's ownership."""
+    assert host.service("llmstack-app-backup@backend.timer").is_enabled
+    assert host.file("/srv/backend/data").uid == 10001, "created for the app's user"
+    text = "drill-%s" % uuid.uuid4().hex
+    assert backend(host, "PUT", "/notes/drill", text)[0] == 200
+    proc = recipe.playbook("backup.yml", "-e", "service=backend")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    archives = host.check_output("ls /var/backups/llmstack/apps/backend").split()
+    assert archives and all(a.startswith("backend-") and a.endswith(".tar.gz") for a in archives), archives
+    archive = host.file("/var/backups/llmstack/apps/backend/" + sorted(archives)[-1])
+    assert (archive.user, archive.mode) == ("root", 0o600)
+
+    host.run("rm -rf /srv/backend/data")
+    assert backend(host, "GET", "/notes/drill")[0] != 200, "the data is gone"
+    checked = recipe.playbook("restore.yml", "-e", "service=backend", "--check")
+    assert checked.returncode == 0 and "would restore %s" % sorted(archives)[-1] in checked.stdout, checked.stdout[-3000:]
+    assert not host.file("/srv/backend/data").exists, "check mode restored"
+    for bad, named in (("app_restore_file=backend-1.tar.gz", "no backup backend-1.tar.gz"),
+                       ("service=mcp_weather", "mcp_weather names no backup folder")):
+        refused = recipe.playbook("restore.yml", "-e", "service=backend", "-e", bad)
+        assert refused.returncode != 0 and named in refused.stdout, refused.stdout[-3000:]
+
+    proc = recipe.playbook("restore.yml", "-e", "service=backend")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    deadline = time.monotonic() + 60
+    while backend(host, "GET", "/notes/drill")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(1)
+    status, body = backend(host, "GET", "/notes/drill")
+    assert status == 200 and json.loads(body)["text"] == text, body
+    assert host.file("/srv/backend/data").uid == 10001
+    assert recipe.leaked(proc.stdout, checked.stdout) == []

@@ -8,6 +8,8 @@
   GET  /headers                  the request headers as received (lower-case names)
   WS   /ws                       echo: each text message comes back as {"echo": message, "version"}
   GET|POST /mcp                  {"mcp": "ok", "name", "version"}: the stand-in for an MCP server's endpoint
+  PUT  /notes/{name}             the body, kept as a file in $DATA_DIR (default /app/data): an app's data on disk
+  GET  /notes/{name}             {"name", "text"} of a note kept, 404 for one that is not there
   GET  /upstreams                each URL of $MCP_SERVERS (comma-separated) asked with GET: {url: {"status", "body"}
                                  or {"error"}}, to show which servers the app reaches by name
 
@@ -25,12 +27,13 @@ import socket
 import urllib.error
 import urllib.request
 
-from fastapi import FastAPI, Query, Request, WebSocket
+from fastapi import FastAPI, HTTPException, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 VERSION = os.environ.get("APP_VERSION", "dev")
 NAME = os.environ.get("APP_NAME", socket.gethostname())
+DATA_DIR = os.environ.get("DATA_DIR", "/app/data")
 MAX_TOKENS = 100000
 MAX_INTERVAL_MS = 60000
 # Lower-case name -> the name as logged.
@@ -152,6 +155,32 @@ def ask(url):
         return {"status": e.code}
     except (OSError, ValueError) as e:
         return {"error": str(e)}
+
+
+def note_path(name):
+    if not name.replace("-", "").replace("_", "").isalnum():
+        raise HTTPException(status_code=400, detail="a note's name is letters, digits, - and _")
+    return os.path.join(DATA_DIR, name + ".txt")
+
+
+@app.put("/notes/{name}")
+@app.put("/{prefix:path}/notes/{name}")
+async def note_put(name: str, request: Request):
+    path = note_path(name)
+    with open(path + ".tmp", "wb") as f:
+        f.write(await request.body())
+    os.replace(path + ".tmp", path)
+    return {"name": name, "stored": True}
+
+
+@app.get("/notes/{name}")
+@app.get("/{prefix:path}/notes/{name}")
+def note_get(name: str):
+    try:
+        with open(note_path(name), encoding="utf-8") as f:
+            return {"name": name, "text": f.read()}
+    except FileNotFoundError:
+        raise HTTPException(status_code=404, detail="no note %s" % name) from None
 
 
 @app.get("/upstreams")

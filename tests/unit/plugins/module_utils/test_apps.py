@@ -62,6 +62,11 @@ def test_ports_given_as_strings_become_numbers():
     ([app(strategy="recreate", slots=None)], r"health.path /health is probed through a published port"),
     ([app(env={"BAD-KEY": "x"})], r"env key 'BAD-KEY' is not an environment variable name"),
     ([app(ssm_paths="/a/b")], r"ssm_paths must be a list"),
+    ([app(volumes=["/srv/app/data:/data"], backup=["/srv/app/data/"])], None),
+    ([app(volumes=["/srv/app/data:/data"], backup=["/srv/app/dta"])],
+     r"\(sse_app\): backup folder /srv/app/dta is not the source of one of its bind mounts \(volumes: /srv/app/data\)"),
+    ([app(volumes=["appdata:/data"], backup=["appdata"])], r"backup entry 'appdata' must be an absolute folder"),
+    ([app(backup="/srv/app/data")], r"backup must be a list"),
     ([app(), app()], r"llmstack_apps\[1\] \(sse_app\): llmstack_apps\[0\] has the same name"),
     ([app(), app(name="other", slots={"blue": 8202, "green": 8203})], r"\(other\): host port 8202 is already sse_app's"),
 ])
@@ -131,3 +136,8 @@ def test_an_absent_app_needs_only_its_name_and_loses_its_routes_and_upstream():
 def test_state_is_present_or_absent():
     with pytest.raises(apps.AppError, match=r"llmstack_apps\[0\] \(sse_app\): state must be present or absent"):
         apps.normalize([app(state="stopped")])
+
+
+def test_backup_folders_are_normalized_once():
+    (out,) = apps.normalize([app(volumes=["/srv/app/data:/data:ro"], backup=["/srv/app/data/", "/srv/app//data"])])
+    assert out["backup"] == ["/srv/app/data"]
