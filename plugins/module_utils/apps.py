@@ -19,7 +19,8 @@ import posixpath
 import re
 
 # The stack's own services: an app can't take their names (containers, history and -e service share them).
-RESERVED = ("postgres", "vllm", "nginx_gateway", "llm", "llmstack", "app", "apps", "all", "always", "never")
+# status: <prefix>/status holds the hosts' readiness records, which an app of that name would read as its own.
+RESERVED = ("postgres", "vllm", "nginx_gateway", "llm", "llmstack", "app", "apps", "all", "always", "never", "status")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 STRATEGIES = ("blue_green", "recreate")
 STATES = ("present", "absent")

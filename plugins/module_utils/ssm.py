@@ -297,6 +297,8 @@ class SsmClient:
     API_PERMISSIONS = {
         "GetParametersByPath": "ssm:GetParametersByPath",
         "GetParameters": "ssm:GetParameters",
+        "GetParameter": "ssm:GetParameter",
+        "PutParameter": "ssm:PutParameter",
     }
 
     def __init__(self, client, max_attempts=8, sleep=time.sleep, rand=random.random, region=None):
@@ -335,7 +337,8 @@ class SsmClient:
             raise SsmError("cannot create the SSM client: endpoint_url %r: %s" % (endpoint_url, e))
         return cls(client, max_attempts=max_attempts, region=region)
 
-    def _call(self, api, target, **kwargs):
+    def _call(self, api, target, absent=(), **kwargs):
+        """One API call with the retries; None when AWS answers with an error code of `absent`."""
         delays = backoff_delays(self.max_attempts, rand=self.rand)
         transport_limit = min(self.max_attempts, TRANSPORT_ATTEMPTS)
         attempt = 0
@@ -345,6 +348,8 @@ class SsmClient:
             try:
                 return getattr(self.client, _snake(api))(**kwargs)
             except botocore.exceptions.ClientError as e:
+                if _error_code(e) in absent:
+                    return None
                 retriable = is_throttling(e) or _error_code(e) in TRANSIENT_CODES
                 if retriable and attempt <= len(delays):
                     self.sleep(delays[attempt - 1])
@@ -422,6 +427,17 @@ class SsmClient:
             raise SsmError("GetParameters on %s: the answer holds neither the parameter nor an InvalidParameters "
                            "entry for it" % _names_target(unanswered))
         return [dict(matched[n], Name=n) for n in wanted]
+
+    def get_one(self, name):
+        """The value of one String parameter, or None when there is none (GetParameter, not decrypted)."""
+        page = self._call("GetParameter", "parameter %s" % _shorten(name), absent=("ParameterNotFound",), Name=name)
+        return None if page is None else page["Parameter"].get("Value")
+
+    def put(self, name, value, description=""):
+        """Write one String parameter, overwriting it (PutParameter)."""
+        _refuse_too_long("PutParameter", "parameter %s" % _shorten(name), [name])
+        self._call("PutParameter", "parameter %s" % _shorten(name), Name=name, Value=value, Type="String",
+                   Overwrite=True, Description=description)
 
 
 class ControllerParameters:

@@ -33,7 +33,11 @@ README = os.path.join(ROOT, "README.md")
 
 ROLE_NAME = re.compile(r"`(llmstack-(?:gpu|app-gpu|app|deploy))`")
 # What a `<placeholder>` of the SSM tree stands for: real names an operator would pick.
-SAMPLES = {"<client>": ["alice", "ci"], "<setting>": ["session_max_age_days"]}
+SAMPLES = {"<client>": ["alice", "ci"], "<setting>": ["session_max_age_days"],
+           "<host>": ["app-i-0123456789abcdef0", "gpu-i-0fedcba9876543210"]}
+# The hosts' readiness records (status/<host>, one per instance, named after it): the one subtree a host writes, by a
+# wildcard (no policy can list the instances in advance). It holds no secret and nothing reads it by path.
+STATUS = "status"
 
 # Actions authorized against each parameter's ARN, against the path asked, and those that change parameters.
 READ_BY_NAME = ("ssm:GetParameter", "ssm:GetParameters", "ssm:GetParameterHistory")
@@ -58,11 +62,16 @@ NEEDS = {
     "gpu": {
         "ssm:GetParameters": ["vllm/vllm_api_key", "vllm/hf_token"],
         "ssm:GetParametersByPath": [],
+        # The readiness module (plugins/module_utils/readiness.py): GetParameter, then PutParameter on a change.
+        "ssm:GetParameter": ["status/gpu-i-0fedcba9876543210"],
+        "ssm:PutParameter": ["status/gpu-i-0fedcba9876543210"],
     },
     "app": {
         "ssm:GetParameters": ["postgres/postgres_password", "postgres/postgres_user", "postgres/postgres_db",
                               "vllm/vllm_api_key", "nginx_gateway/tls_cert", "nginx_gateway/tls_key"],
         "ssm:GetParametersByPath": ["postgres", "agent_service", "nginx_gateway/api_keys"],
+        "ssm:GetParameter": ["status/app-i-0123456789abcdef0"],
+        "ssm:PutParameter": ["status/app-i-0123456789abcdef0"],
     },
 }
 
@@ -315,7 +324,7 @@ def ghcr_problems(stack, policies):
 
 
 def gpu_problems(stack, policies):
-    own = stack.full("vllm") + "/"
+    own = (stack.full("vllm") + "/", stack.full(STATUS) + "/")
     found = []
     for name, how in sorted(reach(stack, policies).items()):
         if not name.startswith(own):
@@ -332,6 +341,8 @@ def exact_arn_problems(stack, policies, actions, why):
                 continue
             for r in as_list(s.get("Resource", [])):
                 r = str(r)
+                if r == stack.arn(stack.full(STATUS) + "/*") and not any(grants(s, a) for a in READ_BY_PATH):
+                    continue
                 if "*" in r or "?" in r:
                     extra = ""
                     if iam_match(r, probe):
@@ -390,7 +401,7 @@ def test_the_ssm_tree_is_read(stack):
     for item in ("ghcr_token", "nginx_gateway/api_keys/alice", "nginx_gateway/tls_key", "vllm/vllm_api_key",
                  "postgres/postgres_password", "agent_service/image_tag"):
         assert stack.full(item) in stack.names, (item, stack.names)
-    assert stack.service_dirs() == ["agent_service", "nginx_gateway", "postgres", "vllm"]
+    assert stack.service_dirs() == ["agent_service", "nginx_gateway", "postgres", "status", "vllm"]
 
 
 def test_every_json_block_is_an_iam_policy(stack):
@@ -512,3 +523,26 @@ def test_the_rules_catch_the_former_grants(stack):
     leaks = gpu_problems(stack, [wide])
     assert any("api_keys/ci" in p for p in leaks) and any("tls_key" in p for p in leaks), leaks
     assert need_problems(stack, [wide], "gpu")[0].startswith("gpu hosts call ssm:GetParameters on")
+
+
+STATUS_WRITES = """{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Sid": "RecordReadiness", "Effect": "Allow", "Action": ["ssm:GetParameter", "ssm:PutParameter"],
+     "Resource": "arn:aws:ssm:us-east-1:123456789012:parameter/llmstack/production/status/*"},
+    {"Sid": "WriteAnything", "Effect": "Allow", "Action": "ssm:PutParameter",
+     "Resource": "arn:aws:ssm:us-east-1:123456789012:parameter/llmstack/production/stat*"},
+    {"Sid": "ReadStatusPaths", "Effect": "Allow", "Action": "ssm:GetParametersByPath",
+     "Resource": "arn:aws:ssm:us-east-1:123456789012:parameter/llmstack/production/status/*"}
+  ]
+}"""
+
+
+def test_only_the_readiness_subtree_is_written_by_a_wildcard(stack):
+    """status/* for GetParameter/PutParameter passes; a wider write wildcard, or a path read there, does not."""
+    policy = Policy(4, "`llmstack-gpu`:", STATUS_WRITES)
+    problems = exact_arn_problems(stack, [policy], ("ssm:PutParameter", "ssm:GetParametersByPath"), "exact ARNs only")
+    assert [p.split("), statement ")[1].split(":")[0] for p in problems] == ["WriteAnything", "ReadStatusPaths"], \
+        problems
+    # A GPU host may reach its readiness record and nothing else of the tree.
+    assert gpu_problems(stack, [Policy(5, "`llmstack-gpu`:", STATUS_WRITES.replace("stat*", "status/x"))]) == []

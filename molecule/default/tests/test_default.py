@@ -211,3 +211,31 @@ def test_the_self_healing_timer_runs_and_leaves_a_healthy_stack_alone(host):
     journal = host.check_output("journalctl -u llmstack-heal.service -n 5 --no-pager")
     assert "0 container(s) restarted" in journal, journal
     assert host.check_output("docker ps -q | xargs docker inspect --format '{{.Name}} {{.State.StartedAt}}'") == started
+
+
+def test_the_host_recorded_what_it_runs_in_ssm(host):
+    """site.yml's last task: <prefix>/status/<host>, each service's image and the digest its container runs."""
+    client = stack.labenv.ssm_client(stack.LAB)
+    record = json.loads(client.get_parameter(Name="/llmstack/lab/status/%s" % stack.INVENTORY_NAME)["Parameter"]["Value"])
+    assert record["host"] == stack.INVENTORY_NAME
+    assert sorted(record["versions"]) == ["agent_service", "nginx_gateway", "postgres", "vllm"], record
+    image = json.loads(host.check_output("docker inspect vllm"))[0]["Config"]["Image"]
+    assert image.endswith("@" + record["versions"]["vllm"]["digest"]), (image, record)
+
+
+def test_the_firewall_drops_what_it_does_not_open_and_counts_it(host, host_ip):
+    """From this machine, as from outside: vLLM's port on the host's address is closed (it listens on 127.0.0.1
+    only; a server on 0.0.0.0 shows the firewall, not the bind, keeps it closed), and the drop is counted."""
+    def dropped():
+        out = json.loads(host.check_output("nft -j list counter inet llmstack input_dropped"))
+        return [e["counter"] for e in out["nftables"] if "counter" in e][0]["packets"]
+    before = dropped()
+    host.run("setsid python3 -m http.server 9997 >/dev/null 2>&1 < /dev/null &")
+    try:
+        assert host.run("curl -s -o /dev/null --max-time 3 http://127.0.0.1:9997/").rc == 0, "the server is up"
+        with pytest.raises(OSError):
+            socket.create_connection((host_ip, 9997), timeout=3).close()
+    finally:
+        host.run("pkill -f 'http[.]server 9997'")
+    assert dropped() > before
+    assert host.service("llmstack-firewall.service").is_enabled

@@ -102,6 +102,9 @@ BAD_INPUT = {
         ["llmstack_apps[1] (x): llmstack_apps[0] has the same name"]),
     "a variable of the former agent_service role": (
         ["-e", "agent_service_memory=1g"], ["agent_service_memory no longer exists", "llmstack_apps"]),
+    # The firewall role, before it touches anything (llmstack_firewall: true in the lab's group_vars).
+    "a firewall list that locks SSH out": (
+        ["-e", json.dumps({"firewall_allowed_tcp": [80, 443]})], ["firewall_allowed_tcp", "leaves out port 22"]),
     # 127.0.0.1:8000 is vLLM's: the slot the rollout would start cannot have it (see port_in_use).
     "a port in use": (None, ["127.0.0.1:8000", "already in use"]),
 }
@@ -236,6 +239,8 @@ def test_e_a_host_reboot_brings_every_container_back_and_the_gateway_answers(hos
         raise AssertionError("%s\nhalt: %s\n%s" % (e, halt, boot_report())) from None
     assert sorted(host.check_output("docker ps --format '{{.Names}}'").split()) == before
     assert live_agent(host) in before
+    # A new network namespace, so the firewall's table is there again only because its service loaded it at boot.
+    assert host.run("nft list counter inet llmstack input_dropped").rc == 0, boot_report()
 
 
 def boot_report():

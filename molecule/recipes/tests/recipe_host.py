@@ -23,12 +23,16 @@ def wipe(host):
     recipe before this one ran here)."""
     host.run("docker ps -aq | xargs -r docker rm -f")
     host.run("rm -rf " + " ".join(STACK_PATHS))
+    # The firewall role's table and boot unit (a recipe with llmstack_firewall: true).
+    host.run("nft delete table inet llmstack; systemctl disable llmstack-firewall.service; "
+             "rm -f /etc/systemd/system/llmstack-firewall.service; systemctl daemon-reload")
     assert host.check_output("docker ps -aq") == ""
 
 
 def untouched(host):
-    """Check mode left the host as it was: no container, none of the stack's folders."""
-    return host.check_output("docker ps -aq") == "" and not any(host.file(p).exists for p in STACK_PATHS)
+    """Check mode left the host as it was: no container, none of the stack's folders, no firewall table."""
+    return (host.check_output("docker ps -aq") == "" and not any(host.file(p).exists for p in STACK_PATHS)
+            and host.run("nft list table inet llmstack").rc != 0)
 
 
 def deploy(recipe, host, target=None):

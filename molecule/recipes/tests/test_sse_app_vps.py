@@ -100,6 +100,20 @@ def test_the_converges_read_secrets_from_the_vault_file_only(recipe, host):
     assert "OPENAI_API_KEY=%s\n" % recipe.secret("streaming_server/openai_api_key") in env.content_string
 
 
+def test_the_host_recorded_what_it_runs_in_a_file(recipe, host):
+    """Without SSM the readiness record goes to a file on the host (llmstack_readiness: file, from the vault source)."""
+    record = json.loads(host.file("/var/lib/llmstack/readiness.json").content_string)
+    assert record["host"] == HOST and sorted(record["versions"]) == ["frontend", "nginx_gateway", "streaming_server"]
+    assert all(v["digest"].startswith("sha256:") for v in record["versions"].values()), record
+
+
+def test_the_firewall_is_on_as_the_recipe_asks(recipe, host):
+    """UFW's 22/80/443 on the operators' VPS: here the firewall role's table, with those three ports only."""
+    allowed = json.loads(host.check_output("nft -j list set inet llmstack allowed_tcp"))
+    elements = [e["set"] for e in allowed["nftables"] if "set" in e][0]["elem"]
+    assert sorted(elements) == [22, 80, 443]
+
+
 def test_a_converge_at_vvv_shows_no_secret_from_the_vault(recipe, lab_host):
     proc = recipe.playbook("site.yml", "-vvv", "--diff", host=lab_host)
     assert proc.returncode == 0 and recap(proc, HOST)["changed"] == 0, proc.stdout[-3000:]

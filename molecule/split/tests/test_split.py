@@ -207,3 +207,83 @@ def test_the_converge_fails_naming_a_gpu_host_that_does_not_answer_through_the_g
         sh(host, "docker start vllm")
     wait_vllm(APP, address)
     converge("--tags", "gateway")
+
+
+# The host firewall (llmstack_firewall: true in the lab's group_vars, as in the README): tested from another lab
+# host, as traffic from outside reaches a host, not by reading the rules.
+def counter(host, name):
+    """Packets the firewall's named counter has dropped on a lab host."""
+    out = json.loads(sh(host, "nft -j list counter inet llmstack %s" % name))
+    return [e["counter"] for e in out["nftables"] if "counter" in e][0]["packets"]
+
+
+def http_code(on, url):
+    return sh(on, "curl -sk -o /dev/null -w '%%{http_code}' --max-time 3 %s" % url, check=False)
+
+
+def test_a_gpu_host_cannot_reach_another_gpu_hosts_vllm_and_the_drop_is_counted():
+    one, (other, address) = sorted(GPUS)[0], sorted(GPUS.items())[1]
+    before = counter(other, "forward_dropped")
+    assert http_code(one, "http://%s:8000/health" % address) == "000"
+    assert counter(other, "forward_dropped") > before
+    # The app host, trusted by its private address, still gets through.
+    assert http_code(APP, "http://%s:8000/health" % address) == "200"
+
+
+def test_a_port_published_by_mistake_and_a_host_port_stay_closed_while_the_gateway_answers():
+    gpu = sorted(GPUS)[0]
+    # A container published on 0.0.0.0, from an image the host has (the agent service's, by id: no pull), and a
+    # server on the host itself, both on ports the firewall does not open.
+    image = sh(APP, "docker inspect --format '{{.Image}}' $(docker ps -q --filter label=llmstack.service=agent_service"
+                    " | head -1)").strip()
+    sh(APP, "docker run -d --rm --name llmstack-mistake -p 9999:9999 --entrypoint python3 %s -m http.server 9999"
+            % image)
+    sh(APP, "setsid python3 -m http.server 9998 >/dev/null 2>&1 < /dev/null &")
+    try:
+        deadline = time.monotonic() + 20
+        while not (http_code(APP, "http://127.0.0.1:9999/") == "200" and http_code(APP, "http://127.0.0.1:9998/") == "200"):
+            assert time.monotonic() < deadline, "the servers did not start on the app host"
+            time.sleep(0.5)
+        dropped = (counter(APP, "forward_dropped"), counter(APP, "input_dropped"))
+        assert http_code(gpu, "http://%s:9999/" % GATEWAY) == "000", "the published port is reachable"
+        assert http_code(gpu, "http://%s:9998/" % GATEWAY) == "000", "the host's port is reachable"
+        assert counter(APP, "forward_dropped") > dropped[0] and counter(APP, "input_dropped") > dropped[1]
+        assert http_code(gpu, "https://%s/healthz" % GATEWAY) == "200"
+        assert http_code(gpu, "http://%s/healthz" % GATEWAY) == "200"
+    finally:
+        sh(APP, "docker rm -f llmstack-mistake; pkill -f 'http[.]server 9998'", check=False)
+
+
+def firewall_state():
+    """Per host: the live table (without counters' values) and the rules file, byte for byte."""
+    return dict((h, (sh(h, "nft -s list table inet llmstack"), sh(h, "cat /etc/llmstack/firewall.nft")))
+                for h in HOSTS)
+
+
+@pytest.mark.parametrize("extra,named", [
+    ({"firewall_extra_input_rules": ["tcp dport 1234 acept"]}, ["acept", "failed to validate"]),
+    ({"firewall_allowed_tcp": [80, 443]}, ["firewall_allowed_tcp", "leaves out port 22", "lock it out"]),
+], ids=["a misspelt rule", "a list without ssh"])
+def test_a_bad_firewall_setting_is_refused_and_changes_nothing(extra, named):
+    before = firewall_state()
+    out = converge("--tags", "firewall", "-e", json.dumps(extra), rc=2)
+    flat = " ".join(out.split())
+    for needle in named:
+        assert needle in flat, (needle, out[-3000:])
+    assert firewall_state() == before
+
+
+def test_each_host_recorded_what_it_runs_in_ssm():
+    """The converge's last play: <prefix>/status/<host>, the versions from each host's deployment histories."""
+    client = labenv.ssm_client(LAB)
+    for name, h in HOSTS.items():
+        param = "/llmstack/lab/status/%s" % h["inventory_name"]
+        record = json.loads(client.get_parameter(Name=param)["Parameter"]["Value"])
+        assert record["host"] == h["inventory_name"], record
+        services = ["vllm"] if name in GPUS else ["agent_service", "nginx_gateway", "postgres"]
+        assert sorted(record["versions"]) == services, record
+        if name in GPUS:
+            # The container runs the image by digest (container_rollout pins it): the recorded one.
+            running = container(name, "vllm")["Config"]["Image"]
+            assert running.endswith("@" + record["versions"]["vllm"]["digest"]), (running, record)
+            assert record["versions"]["vllm"]["image"].endswith(":v0.33.0"), record
