@@ -20,7 +20,8 @@ import re
 
 # The stack's own services: an app can't take their names (containers, history and -e service share them).
 # status: <prefix>/status holds the hosts' readiness records, which an app of that name would read as its own.
-RESERVED = ("postgres", "vllm", "nginx_gateway", "llm", "llmstack", "app", "apps", "all", "always", "never", "status")
+RESERVED = ("postgres", "vllm", "ollama", "nginx_gateway", "llm", "llmstack", "app", "apps", "all", "always", "never",
+            "status")
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 STRATEGIES = ("blue_green", "recreate")
 STATES = ("present", "absent")

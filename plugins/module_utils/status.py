@@ -31,7 +31,7 @@ from ansible_collections.llmstack.deploy.plugins.module_utils import gpu, heal, 
 from ansible_collections.llmstack.deploy.plugins.module_utils import spec as specs
 
 # The stack's services in the order they depend on each other (single_host.yml's order); others follow by name.
-ORDER = ("postgres", "vllm", "agent_service", "nginx_gateway")
+ORDER = ("postgres", "vllm", "ollama", "agent_service", "nginx_gateway")
 BACKUP_PATTERN = "postgres-*.dump"
 GPU_FIELDS = ["index", "name", "memory.used", "memory.total", "utilization.gpu"]
 ERROR_CHARS = 200

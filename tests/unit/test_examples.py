@@ -50,7 +50,8 @@ def known_variables():
 
 
 def test_every_system_of_the_operators_has_a_recipe():
-    assert RECIPES == ["backend-frontends-mcp", "gpu-box-agent", "gpu-hosts-alb-rds", "ml-api-alb", "sse-app-vps"]
+    assert RECIPES == ["ai-studio-cpu", "backend-frontends-mcp", "gpu-box-agent", "gpu-hosts-alb-rds", "ml-api-alb",
+                       "sse-app-vps"]
     with open(os.path.join(ROOT, "examples", "README.md"), encoding="utf-8") as f:
         index = f.read()
     assert all("(%s/)" % r in index for r in RECIPES)

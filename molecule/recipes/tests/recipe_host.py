@@ -15,7 +15,7 @@ from recipes import recap  # noqa: E402,F401  pylint: disable=wrong-import-posit
 
 LAB = labenv.read()
 # Every folder a recipe's converge writes on the host: the stack's config and state, the backend's bind mounts.
-STACK_PATHS = ("/etc/llmstack", "/var/lib/llmstack", "/srv/backend")
+STACK_PATHS = ("/etc/llmstack", "/var/lib/llmstack", "/srv/backend", "/srv/ai-studio")
 
 
 def wipe(host):
@@ -46,7 +46,16 @@ def deploy(recipe, host, target=None):
     recipe.first = recipe.playbook("site.yml", host=target)
     assert recipe.first.returncode == 0, recipe.first.stdout[-4000:] + recipe.first.stderr[-2000:]
     recipe.again = recipe.playbook("site.yml", host=target)
+    # Where the tests send requests: the lab host, by the recipe's server name.
+    recipe.target = target
+    recipe.address = target["address"] if target else None
+    recipe.server_name = recipe.group_vars.get("nginx_gateway_server_name")
     return recipe
+
+
+def ask(recipe, path, **kwargs):
+    """request() to the recipe's host (deploy's target) by its server name."""
+    return request(recipe.address, path, recipe.server_name, **kwargs)
 
 
 def request(address, path, server_name, method="GET", headers=None, body=None, tls=True, timeout=30):

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from recipe_host import certificate, deploy, recap, request
+from recipe_host import ask, certificate, deploy, recap
 import sse
 
 NAME = "sse-app-vps"
@@ -16,14 +16,7 @@ HEADER = "X-Streaming-Proxy-Key"
 
 @pytest.fixture(scope="module")
 def recipe(recipe_of, host, lab_host):
-    r = deploy(recipe_of(NAME), host, lab_host)
-    r.address = lab_host["address"]
-    r.server_name = r.group_vars["nginx_gateway_server_name"]
-    return r
-
-
-def ask(r, path, **kwargs):
-    return request(r.address, path, r.server_name, **kwargs)
+    return deploy(recipe_of(NAME), host, lab_host)
 
 
 def key(r):

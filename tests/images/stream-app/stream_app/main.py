@@ -10,6 +10,8 @@
   GET|POST /mcp                  {"mcp": "ok", "name", "version"}: the stand-in for an MCP server's endpoint
   PUT  /notes/{name}             the body, kept as a file in $DATA_DIR (default /app/data): an app's data on disk
   GET  /notes/{name}             {"name", "text"} of a note kept, 404 for one that is not there
+  POST /chat                     {"message", "model"}: asks Ollama at $OLLAMA_URL (POST /api/generate, not streamed),
+                                 as the operators' AI studio backend did: {"response", "model"}; 503 without it
   GET  /upstreams                each URL of $MCP_SERVERS (comma-separated) asked with GET: {url: {"status", "body"}
                                  or {"error"}}, to show which servers the app reaches by name
 
@@ -181,6 +183,29 @@ def note_get(name: str):
             return {"name": name, "text": f.read()}
     except FileNotFoundError:
         raise HTTPException(status_code=404, detail="no note %s" % name) from None
+
+
+class ChatRequest(BaseModel):
+    message: str = Field(..., max_length=10000)
+    model: str = Field(..., max_length=200)
+
+
+@app.post("/chat")
+@app.post("/{prefix:path}/chat")
+def chat(req: ChatRequest):
+    base = os.environ.get("OLLAMA_URL", "").rstrip("/")
+    if not base:
+        raise HTTPException(status_code=503, detail="no OLLAMA_URL")
+    body = json.dumps({"model": req.model, "prompt": req.message, "stream": False}).encode()
+    request = urllib.request.Request(base + "/api/generate", data=body, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as resp:
+            answer = json.loads(resp.read().decode("utf-8"))
+    except urllib.error.HTTPError as e:
+        raise HTTPException(status_code=502, detail="Ollama answered %d" % e.code) from None
+    except (OSError, ValueError) as e:
+        raise HTTPException(status_code=502, detail="Ollama: %s" % e) from None
+    return {"response": answer.get("response", ""), "model": answer.get("model", req.model)}
 
 
 @app.get("/upstreams")
