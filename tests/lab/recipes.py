@@ -178,6 +178,7 @@ class Recipe:
         values["llmstack_registry_username"] = self.lab["LAB_REGISTRY_USER"]
         values["llmstack_apps"] = self.apps()
         values.update(self.spec.get("vars", {}))
+        values.update((variable, self.lab[fact]) for variable, fact in self.spec.get("lab_vars", {}).items())
         for variable, kind in self.spec.get("files", {}).items():
             if kind == "builds":
                 # The builds as they are (a test ships a new one with builds()); version 1 if there are none yet.

@@ -2,7 +2,7 @@
 behind it, for tests.
 
 RoleGateway.apply() renders roles/nginx_gateway/templates/nginx.conf.j2 and the secret files through the role's own
-"Apply the configuration" task (taken from tasks/main.yml as it is: llmstack.deploy.nginx_config writes a release,
+"Apply the configuration" task (taken from tasks/apply.yml as it is: llmstack.deploy.nginx_config writes a release,
 renders the secret files from the test's env files, runs nginx -t in the running gateway or a throwaway container of
 the image, points `current` at it and reloads), in a play on localhost with the role's defaults and vars and the
 test's values as extra vars. start() runs the gateway container on that config, on the host's network as the role
@@ -49,8 +49,8 @@ def local_image(lab):
 
 
 def apply_task():
-    """The role's "Apply the configuration" task, as tasks/main.yml has it."""
-    with open(os.path.join(ROLE, "tasks", "main.yml")) as f:
+    """The role's "Apply the configuration" task, as tasks/apply.yml has it."""
+    with open(os.path.join(ROLE, "tasks", "apply.yml")) as f:
         tasks = yaml.safe_load(f)
     return next(t for t in tasks if str(t.get("name", "")).startswith("Apply the configuration"))
 

@@ -16,13 +16,16 @@ from recipes import recap  # noqa: E402,F401  pylint: disable=wrong-import-posit
 LAB = labenv.read()
 # Every folder a recipe's converge writes on the host: the stack's config and state, the backend's bind mounts.
 STACK_PATHS = ("/etc/llmstack", "/var/lib/llmstack", "/srv/backend", "/srv/ai-studio")
+# certbot's account, certificates and renewal settings (a recipe with nginx_gateway_letsencrypt).
+CERTBOT_PATHS = ("/etc/letsencrypt/accounts", "/etc/letsencrypt/archive", "/etc/letsencrypt/live",
+                 "/etc/letsencrypt/renewal")
 
 
 def wipe(host):
     """The host as a fresh instance would be, but for Docker itself: no containers, none of the stack's files (a
     recipe before this one ran here)."""
     host.run("docker ps -aq | xargs -r docker rm -f")
-    host.run("rm -rf " + " ".join(STACK_PATHS))
+    host.run("rm -rf " + " ".join(STACK_PATHS + CERTBOT_PATHS))
     # The firewall role's table and boot unit (a recipe with llmstack_firewall: true).
     host.run("nft delete table inet llmstack; systemctl disable llmstack-firewall.service; "
              "rm -f /etc/systemd/system/llmstack-firewall.service; systemctl daemon-reload")
@@ -31,7 +34,8 @@ def wipe(host):
 
 def untouched(host):
     """Check mode left the host as it was: no container, none of the stack's folders, no firewall table."""
-    return (host.check_output("docker ps -aq") == "" and not any(host.file(p).exists for p in STACK_PATHS)
+    return (host.check_output("docker ps -aq") == ""
+            and not any(host.file(p).exists for p in STACK_PATHS + CERTBOT_PATHS)
             and host.run("nft list table inet llmstack").rc != 0)
 
 

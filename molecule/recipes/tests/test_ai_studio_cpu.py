@@ -3,7 +3,9 @@ group_vars and vault, the README's commands, no AWS at all. What it promises: Ol
 of ollama/ollama, checked at its API), its model pulled at deploy time with the progress shown and never pulled
 again; the backend under /api/ without a key asking Ollama by name on the stack network; /llm_api/ as Ollama's
 OpenAI API for clients with a key, streamed; an unknown model refused with the serving Ollama untouched; the
-frontend at /; Ollama reachable on 127.0.0.1 only."""
+frontend at /; Ollama reachable on 127.0.0.1 only; TLS from Let's Encrypt (the lab's pebble), renewed with no stream
+cut, an unreachable ACME server leaving the old certificate served, and a name without DNS refused before anything
+is touched."""
 import http.client
 import json
 import socket
@@ -11,8 +13,9 @@ import ssl
 
 import pytest
 
+import acme
 import sse
-from recipe_host import ask, deploy, recap
+from recipe_host import LAB, ask, deploy, recap
 
 NAME = "ai-studio-cpu"
 HOST = "ai-studio-vps"   # the recipe's inventory name
@@ -21,7 +24,10 @@ MODEL = "tinyllama:latest"
 
 @pytest.fixture(scope="module")
 def recipe(recipe_of, host, lab_host):
-    return deploy(recipe_of(NAME), host, lab_host)
+    r = recipe_of(NAME)
+    # The DNS record a user makes first: the recipe's name, pointed at the VPS (the lab host).
+    acme.point(LAB, host, r.group_vars["nginx_gateway_server_name"], lab_host["address"])
+    return deploy(r, host, lab_host)
 
 
 def ollama(host, path):
@@ -97,3 +103,77 @@ def test_an_unknown_model_is_refused_naming_it_and_ollama_keeps_serving(recipe, 
     after = container(host, "ollama")
     assert (after["Id"], after["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])
     assert [m["name"] for m in ollama(host, "/api/tags")["models"]] == [MODEL]
+
+
+def live(host, recipe, name="cert.pem"):
+    return host.check_output("cat /etc/letsencrypt/live/%s/%s" % (recipe.server_name, name))
+
+
+def served(recipe):
+    return ask(recipe, "/api/health")[3]
+
+
+def test_lets_encrypt_issued_the_certificate_the_gateway_serves(recipe, host):
+    assert served(recipe) == ssl.PEM_cert_to_DER_cert(live(host, recipe))
+    issuer = host.check_output("openssl x509 -noout -issuer -in /etc/letsencrypt/live/%s/cert.pem" % recipe.server_name)
+    assert "Pebble Intermediate CA" in issuer, issuer
+    assert host.check_output("systemctl is-enabled certbot.timer") == "enabled"
+    # The private key never shows in the runs' output.
+    key_lines = [ln for ln in live(host, recipe, "privkey.pem").splitlines() if not ln.startswith("-----")]
+    outputs = recipe.check.stdout + recipe.first.stdout + recipe.again.stdout
+    assert key_lines and not [ln for ln in key_lines if ln in outputs]
+    # :80 serves the challenges' webroot while everything else redirects.
+    # (certbot removes the challenge folders it made once it is done.)
+    host.run("mkdir -p /etc/llmstack/nginx_gateway/acme/.well-known/acme-challenge && "
+             "echo probe-token > /etc/llmstack/nginx_gateway/acme/.well-known/acme-challenge/probe")
+    status, _h, body, _d = ask(recipe, "/.well-known/acme-challenge/probe", tls=False)
+    assert (status, body) == (200, b"probe-token\n")
+    assert ask(recipe, "/", tls=False)[0] == 301
+
+
+def test_a_forced_renewal_while_a_stream_is_open_serves_the_new_certificate_and_cuts_nothing(recipe, host):
+    before = served(recipe)
+    conn = http.client.HTTPSConnection(recipe.address, 443, timeout=30)
+    conn.sock = ssl._create_unverified_context().wrap_socket(socket.create_connection((recipe.address, 443), timeout=30),
+                                                             server_hostname=recipe.server_name)
+    # The backend's SSE (stream-app serves .../stream under any prefix): 30 events, 200 ms apart.
+    conn.request("GET", "/api/models/stream?tokens=30&interval_ms=200", headers={"Host": recipe.server_name})
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("Content-Type").startswith("text/event-stream")
+    first = resp.fp.readline()
+    while not first.startswith(b"data: "):   # the chunk's size line
+        assert first, "the stream ended before its first event"
+        first = resp.fp.readline()
+    renewal = host.run("certbot renew --force-renewal --no-random-sleep-on-renew --cert-name %s" % recipe.server_name)
+    assert renewal.rc == 0, renewal.stdout + renewal.stderr
+    after = served(recipe)
+    assert after != before and after == ssl.PEM_cert_to_DER_cert(live(host, recipe))
+    # The 29 other events and [DONE], from the connection opened before the renewal.
+    assert len(sse.arrivals(resp)) == 30, "the stream went on to its end"
+    conn.close()
+
+
+def test_an_unreachable_acme_server_fails_clearly_and_the_old_certificate_stays(recipe, host):
+    before = served(recipe)
+    unreachable = "https://%s:9/dir" % LAB["LAB_GATEWAY"]
+    renewal = host.run("certbot renew --force-renewal --no-random-sleep-on-renew --cert-name %s --server %s"
+                       % (recipe.server_name, unreachable))
+    assert renewal.rc != 0
+    assert "Failed to renew certificate %s" % recipe.server_name in renewal.stdout + renewal.stderr, renewal.stderr
+    assert served(recipe) == before
+    # The renewal settings still name the real server: the next timer run renews from it.
+    conf = host.check_output("cat /etc/letsencrypt/renewal/%s.conf" % recipe.server_name)
+    assert "server = %s" % LAB["LAB_ACME_URL_FROM_HOSTS"] in conf
+
+
+def test_a_name_without_dns_is_refused_before_anything_is_touched(recipe, host):
+    before = dict((name, container(host, name)) for name in ("nginx_gateway", "ollama"))
+    proc = recipe.playbook("site.yml", "-e", "nginx_gateway_server_name=nodns.example.com", host=recipe.target)
+    assert proc.returncode != 0
+    assert "nginx_gateway_server_name nodns.example.com does not resolve on %s" % HOST in proc.stdout, \
+        proc.stdout[-3000:]
+    assert recap(proc, HOST)["changed"] == 0
+    for name, was in before.items():
+        now = container(host, name)
+        assert (now["Id"], now["State"]["StartedAt"]) == (was["Id"], was["State"]["StartedAt"]), name
+    assert not host.file("/etc/letsencrypt/renewal/nodns.example.com.conf").exists
