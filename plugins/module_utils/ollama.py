@@ -56,22 +56,27 @@ def present(url, timeout=10):
         raise OllamaError("GET %s/api/tags: not a model list" % url)
 
 
-def progress_lines(model, events):
-    """Readable progress from pull events: each status once, a layer's download every PROGRESS_STEP percent."""
-    lines, shown = [], {}
-    for event in events:
+class Progress:
+    """Readable progress of one model's pull, built as its events come: each status once, a layer's download every
+    PROGRESS_STEP percent. add() returns the lines the event adds (for the log as it comes); lines has them all."""
+
+    def __init__(self, model):
+        self.model, self.lines, self._shown = model, [], {}
+
+    def add(self, event):
         status = event.get("status", "")
         total, done = event.get("total"), event.get("completed", 0)
+        before = len(self.lines)
         if total:
             pct = int(100 * done / total)
             step = pct - pct % PROGRESS_STEP
-            if shown.get(status) is None or step > shown[status]:
-                shown[status] = step
-                lines.append("%s: %s %d%% of %s" % (model, status, pct, human(total)))
-        elif status and status not in shown:
-            shown[status] = 0
-            lines.append("%s: %s" % (model, status))
-    return lines
+            if self._shown.get(status) is None or step > self._shown[status]:
+                self._shown[status] = step
+                self.lines.append("%s: %s %d%% of %s" % (self.model, status, pct, human(total)))
+        elif status and status not in self._shown:
+            self._shown[status] = 0
+            self.lines.append("%s: %s" % (self.model, status))
+        return self.lines[before:]
 
 
 def human(size):
@@ -142,7 +147,7 @@ def one_token(url, model, timeout=60):
 
 def ensure(url, models, timeout, check_mode=False, log=None, clock=time.monotonic):
     """Pull what is missing, then ask each model for one token. Returns {pulled, present, progress}; check mode
-    only says what it would pull."""
+    only says what it would pull. log(lines): called with each event's new progress lines, as they come."""
     check_names(models)
     try:
         have = present(url)
@@ -157,8 +162,14 @@ def ensure(url, models, timeout, check_mode=False, log=None, clock=time.monotoni
         return result
     for model in missing:
         start = clock()
-        events = pull(url, model, timeout, on_event=(lambda e, m=model: log(m, e)) if log else None)
-        result["progress"].extend(progress_lines(model, events))
+        progress = Progress(model)
+
+        def on_event(event, progress=progress):
+            new = progress.add(event)
+            if new and log:
+                log(new)
+        pull(url, model, timeout, on_event=on_event)
+        result["progress"].extend(progress.lines)
         result["progress"].append("%s: pulled in %.0f s" % (model, clock() - start))
     for model in wanted:
         problem = one_token(url, model)

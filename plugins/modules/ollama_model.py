@@ -99,17 +99,12 @@ def main():
     )
     p = module.params
     url = p["url"].rstrip("/")
-    events, written = {}, {}
 
-    # The progress lines of a model's events so far, each written once, as they come.
-    def log(model, event):
-        events.setdefault(model, []).append(event)
-        lines = ollama.progress_lines(model, events[model])
-        new, written[model] = lines[written.get(model, 0):], len(lines)
-        if new:
-            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-            with open(p["log"], "a") as f:
-                f.write("".join("%s %s\n" % (stamp, line) for line in new))
+    # Each new progress line written once, as it comes.
+    def log(lines):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        with open(p["log"], "a") as f:
+            f.write("".join("%s %s\n" % (stamp, line) for line in lines))
     try:
         result = ollama.ensure(url, p["models"], p["timeout"], check_mode=module.check_mode,
                                log=log if p["log"] else None)

@@ -177,3 +177,17 @@ def test_a_name_without_dns_is_refused_before_anything_is_touched(recipe, host):
         now = container(host, name)
         assert (now["Id"], now["State"]["StartedAt"]) == (was["Id"], was["State"]["StartedAt"]), name
     assert not host.file("/etc/letsencrypt/renewal/nodns.example.com.conf").exists
+
+
+@pytest.mark.parametrize("extra, says", [
+    ({"ollama_models": [MODEL, "Qwen3"]}, 'ollama_models: "Qwen3": not a model name'),
+    ({"llmstack_readiness": "fiel"}, 'llmstack_readiness must be ssm, file or none'),
+])
+def test_bad_input_is_refused_and_the_running_stack_is_untouched(recipe, host, extra, says):
+    before = dict((name, container(host, name)) for name in ("nginx_gateway", "ollama"))
+    proc = recipe.playbook("site.yml", "-e", json.dumps(extra), host=recipe.target)
+    assert proc.returncode != 0 and says in proc.stdout, proc.stdout[-3000:]
+    assert recap(proc, HOST)["changed"] == 0
+    for name, was in before.items():
+        now = container(host, name)
+        assert (now["Id"], now["State"]["StartedAt"]) == (was["Id"], was["State"]["StartedAt"]), name
