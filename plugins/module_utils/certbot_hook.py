@@ -9,7 +9,8 @@ issuance and renewal, with RENEWED_LINEAGE set to the certificate's live/<name> 
   2. runs `nginx -t` on the live configuration, which loads the new pair (a key that does not match fails here);
   3. reloads with `nginx -s reload`, as the nginx_config module does: the old workers finish their streams.
 A pair nginx refuses is taken back out (the old files restored) and nginx is not reloaded, so the gateway keeps
-serving its old certificate. Standard library only: it runs outside Ansible, on the host.
+serving its old certificate. Standard library only (with managed_file.py, installed beside it): it runs outside
+Ansible, on the host.
 """
 
 from __future__ import absolute_import, division, print_function
@@ -18,7 +19,11 @@ __metaclass__ = type
 
 import os
 import subprocess
-import tempfile
+
+try:
+    from ansible_collections.llmstack.deploy.plugins.module_utils import managed_file
+except ImportError:  # on the host: installed beside this file (roles/nginx_gateway/tasks/certbot.yml)
+    import managed_file
 
 # certbot's file in live/<name> -> the gateway's file in tls/, with its mode.
 PAIR = (("fullchain.pem", "server.crt", 0o644), ("privkey.pem", "server.key", 0o600))
@@ -28,41 +33,17 @@ class HookError(Exception):
     pass
 
 
-def _read(path):
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except IOError:
-        return None
-
-
-def _write(path, data, mode):
-    """Replace path with data atomically (a temporary file in the same folder, fsynced, renamed over it)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".%s." % os.path.basename(path))
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def install(lineage, tls_dir):
     """Copy the lineage's pair into tls_dir. Returns {path: (old bytes or None, mode)} to undo with restore()."""
     new = {}
     for src, dest, mode in PAIR:
-        data = _read(os.path.join(lineage, src))
+        data = managed_file.read(os.path.join(lineage, src))[0]
         if not data:
             raise HookError("%s has no %s" % (lineage, src))
         new[os.path.join(tls_dir, dest)] = (data, mode)
-    old = dict((path, (_read(path), mode)) for path, (_data, mode) in new.items())
+    old = dict((path, (managed_file.read(path)[0], mode)) for path, (_data, mode) in new.items())
     for path, (data, mode) in new.items():
-        _write(path, data, mode)
+        managed_file.write_atomic(path, data, mode)
     return old
 
 
@@ -72,7 +53,7 @@ def restore(old):
             if os.path.exists(path):
                 os.unlink(path)
         else:
-            _write(path, data, mode)
+            managed_file.write_atomic(path, data, mode)
 
 
 def _nginx(nginx, args):

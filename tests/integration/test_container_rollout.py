@@ -361,7 +361,7 @@ def test_on_a_host_with_distro_docker_sdk(play, lab, tmp_path, app_images, dind_
     def rollout(version, **over):
         args = {"name": "agent_service", "image": app_images[version], "registry": lab["LAB_REGISTRY_FROM_HOSTS"],
                 "registry_username": lab["LAB_REGISTRY_USER"], "registry_password": lab["LAB_REGISTRY_PASSWORD"],
-                "ports": ["127.0.0.1:%d:8000" % port], "health_timeout": 60, "stop_timeout": 5,
+                "ports": ["127.0.0.1:%d:8000" % port], "health_timeout": 20, "stop_timeout": 5,
                 "healthcheck": {"kind": "http", "url": "http://127.0.0.1:%d/health" % port, "interval": 0.5}}
         args.update(over)
         return play.run([{ROLLOUT: args, "register": "r"}], hosts="all", inventory=str(inventory))

@@ -37,7 +37,9 @@ def requirement_names(path):
 
 def third_party_imports(folder):
     """{top-level import name: [files importing it]} for what the Python files under `folder` import besides
-    PROVIDED (relative imports are the collection's own)."""
+    PROVIDED (relative imports are the collection's own, and so is a bare import of a module_utils file: the
+    host-side scripts import it so when it is installed beside them)."""
+    own = set(name[:-3] for name in os.listdir(os.path.join(ROOT, "plugins", "module_utils")) if name.endswith(".py"))
     found = {}
     for base, _dirs, files in os.walk(folder):
         for name in sorted(f for f in files if f.endswith(".py")):
@@ -52,7 +54,7 @@ def third_party_imports(folder):
                 else:
                     continue
                 for top in tops:
-                    if top not in PROVIDED:
+                    if top not in PROVIDED and top not in own:
                         found.setdefault(top, []).append(os.path.relpath(path, ROOT))
     return found
 

@@ -189,6 +189,10 @@ def test_a_name_without_dns_is_refused_before_anything_is_touched(recipe, host):
 @pytest.mark.parametrize("extra, says", [
     ({"ollama_models": [MODEL, "Qwen3"]}, 'ollama_models: "Qwen3": not a model name'),
     ({"llmstack_readiness": "fiel"}, 'llmstack_readiness must be ssm, file or none'),
+    ({"nginx_gateway_letsencrypt_server": "acme.example.com/directory"},
+     "nginx_gateway_letsencrypt_server must be an https:// URL of an ACME directory (got 'acme.example.com/directory')"),
+    ({"nginx_gateway_letsencrypt_email": "ops-at-example.com"},
+     "nginx_gateway_letsencrypt_email must be empty or an email address (got 'ops-at-example.com')"),
 ])
 def test_bad_input_is_refused_and_the_running_stack_is_untouched(recipe, host, extra, says):
     before = dict((name, container(host, name)) for name in ("nginx_gateway", "ollama"))
