@@ -6,10 +6,10 @@ Method (printed with the figures):
   ours blue_green through Gateway.blue_green() (one upstream per slot, njs reads the switch file per
   request, no reload); every other row through Gateway.plain() (one upstream from an include file).
 - Load (tests/lab/gateway.py Load): 4 clients x 15 req/s, from 2 s before each rollout starts to 2 s after
-  it ends. Two client modes: a new connection per request; one keep-alive connection per client that does
-  not retry (a failed request counts, then the client reconnects). Failed = connection error, timeout or
-  non-200. Each row runs once per mode, all in this one run; its starting version is set up before the
-  window, without load.
+  it ends, in two client modes at once, 2 clients each: a new connection per request; one keep-alive
+  connection per client that does not retry (a failed request counts, then the client reconnects). Failed =
+  connection error, timeout or non-200. Each row runs once, all in this one run, and both modes see the same
+  rollout; its starting version is set up before the window, without load.
 - Rows:
   1. ours blue_green v1->v2.
   2. ours blue_green v2->v3: v3 fails its health check, the module keeps v2 serving.
@@ -41,7 +41,7 @@ import benchlib
 from benchlib import labenv, play_file, run
 from gateway import Gateway, Load  # tests/lab, on sys.path through benchlib
 
-CLIENTS, PACE = 4, 15          # 60 requests/s in all
+CLIENTS, PACE = 2, 15          # per client mode: 60 requests/s in all
 STOP_SECONDS = 5
 NOOP_ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 REPO = "lab/rollout-app"
@@ -53,8 +53,9 @@ ROWS = (("ours blue_green v1->v2", "ours_bg"),
         ("anchor (a) hand-made blue/green + reload", "hand"),
         ("anchor (b) docker_container recreate", "anchor"))
 METHOD = """container_rollout benchmark: failed requests through nginx (loopback) during a rollout
-  load: %d clients x %d req/s, from 2 s before each rollout to 2 s after it; client modes: new connection per
-        request / one keep-alive connection per client, no retry. Failed = connection error, timeout, non-200.
+  load: %d clients x %d req/s in each client mode, both modes in the same window, from 2 s before each rollout
+        to 2 s after it; client modes: new connection per request / one keep-alive connection per client, no
+        retry. Failed = connection error, timeout, non-200.
   ours blue_green: njs reads the switch file per request (no reload); drain %ds.
   1 ours v1->v2 | 2 ours v2->v3 (v3 unhealthy) | 3 ours v1->v2 SIGKILLed right after the switch
     (LLMSTACK_TEST_FAULT=switched:pause), then the same play again, in one window
@@ -168,7 +169,8 @@ class Bench:
 
     # ----- rows: (setup plays without load, action under load returning a note)
 
-    def row(self, kind, keepalive):
+    def row(self, kind):
+        """{mode: (load, note)}: one rollout under the load of both client modes."""
         setup, action = {
             "ours_bg": ([self.ours("v1")], lambda: self.rollout(self.ours("v2"))),
             "ours_bg_fail": ([self.ours("v2")], lambda: self.rollout(self.ours("v3"), expect_failure=True)),
@@ -179,11 +181,20 @@ class Bench:
         }[kind]
         for path in setup:
             run(path)
-        load = Load(self.gw["ours_bg" if kind.startswith("ours_bg") else kind], keepalive=keepalive,
-                    clients=CLIENTS, pace=PACE)
-        note = load.during(action)
-        errors = error_kinds(load)
-        return load, "; ".join(n for n in (note, errors) if n)
+        port = self.gw["ours_bg" if kind.startswith("ours_bg") else kind]
+        loads = dict((mode, Load(port, keepalive=keepalive, clients=CLIENTS, pace=PACE))
+                     for keepalive, mode in MODES)
+        for load in loads.values():
+            load.start()
+        try:
+            time.sleep(2)
+            note = action()
+            time.sleep(2)
+        finally:
+            for load in loads.values():
+                load.stop()
+        return dict((mode, (load, "; ".join(n for n in (note, error_kinds(load)) if n)))
+                    for mode, load in loads.items())
 
     def rollout(self, path, expect_failure=False):
         wall, _tasks, data = run(path, may_fail=True)
@@ -244,8 +255,8 @@ class Bench:
         self.gateway.start()
         results = {}
         for _name, kind in ROWS:
-            for keepalive, mode in MODES:
-                results[(kind, mode)] = self.row(kind, keepalive)
+            for mode, result in self.row(kind).items():
+                results[(kind, mode)] = result
         noop = {}
         for kind, path in (("ours", self.ours("v2")), ("anchor", self.anchor("v2"))):
             run(path)

@@ -23,6 +23,7 @@ APP = "llmstack-split-app"
 GPUS = dict((name, h["address"]) for name, h in sorted(HOSTS.items()) if h["role"] == "gpu")
 GATEWAY = HOSTS[APP]["address"]
 SECRETS = os.path.join(LAB["LAB_DIR"], "stack")
+ROLLING_FIGURE = os.path.join(LAB["LAB_DIR"], "split-rolling.json")
 _SSH = {}
 
 
@@ -132,7 +133,15 @@ def test_a_rolling_vllm_update_under_load_fails_no_request():
     before = dict((h, container(h, "vllm")["Id"]) for h in GPUS)
     run = load(clients=2, pace=3.5)
     # A new setting for vLLM: both GPU hosts are updated, one at a time, drained in the gateway first.
-    out = run.during(lambda: converge("--tags", "vllm", "-e", new_vllm_env()), before=3, after=3)
+
+    def update():
+        start = time.monotonic()
+        return converge("--tags", "vllm", "-e", new_vllm_env()), time.monotonic() - start
+
+    out, seconds = run.during(update, before=3, after=3)
+    # The benchmark's rolling figure (tests/bench/split_rolling.py): this same update under this same load.
+    with open(ROLLING_FIGURE, "w") as f:
+        json.dump({"failed": run.failed, "total": run.total, "seconds": seconds, "errors": run.errors[:50]}, f)
     after = dict((h, container(h, "vllm")["Id"]) for h in GPUS)
     assert all(before[h] != after[h] for h in GPUS), "both GPU hosts were updated"
     assert run.total >= 50 and run.failed == 0, "%s: %s" % (run.figure(), run.errors[:5])
